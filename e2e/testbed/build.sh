@@ -65,21 +65,19 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
-# kwok alone has no default Stages: the ones its module ships are what kwok's own cluster
-# mode uses, so the simulated nodes and pods behave as in kwok's tests.
-write_stages() {
+# kwok alone has no default Stages. Pods use the ones kwok's module ships (what kwok's own
+# cluster mode uses); nodes use ours, in e2e/testbed/stages/, which stamp condition
+# transitions as a real kubelet does.
+write_pod_stages() {
   local dir
   dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-  local stage="$dir/kustomize/stage"
   {
-    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-             pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    for f in pod-ready.yaml pod-complete.yaml pod-delete.yaml; do
       echo "---"
-      cat "$stage/$f"
+      cat "$dir/kustomize/stage/pod/fast/$f"
     done
-  } > "$bin/kwok-stages.yaml.tmp"
-  mv "$bin/kwok-stages.yaml.tmp" "$bin/kwok-stages.yaml"
-  cp "$stage/node/chaos/node-not-ready.yaml" "$bin/kwok-stage-node-not-ready.yaml"
+  } > "$bin/kwok-pod-stages.yaml.tmp"
+  mv "$bin/kwok-pod-stages.yaml.tmp" "$bin/kwok-pod-stages.yaml"
 }
 
 total=$SECONDS
@@ -91,6 +89,6 @@ fi
 if [[ -x "$bin/etcd" ]]; then phase "etcd $ETCD_VERSION" cached; else timed "etcd $ETCD_VERSION" build_etcd; fi
 if [[ -x "$bin/kwok" ]]; then phase "kwok $KWOK_VERSION" cached; else timed "kwok $KWOK_VERSION" build_kwok; fi
 if [[ -x "$bin/helm" ]]; then phase "helm $HELM_VERSION" cached; else timed "helm $HELM_VERSION" build_helm; fi
-if [[ -s "$bin/kwok-stages.yaml" ]]; then phase "kwok stages" cached; else timed "kwok stages" write_stages; fi
+if [[ -s "$bin/kwok-pod-stages.yaml" ]]; then phase "kwok pod stages" cached; else timed "kwok pod stages" write_pod_stages; fi
 phase total "$((SECONDS - total)) s"
 echo "$bin"

@@ -1,0 +1,37 @@
+# nodehealer — everything a developer or CI runs.
+#
+#   make testbed   build the test bed's control plane, etcd, kwok and helm (only what is missing)
+#   make test      lint, then every test: unit, simulator, test bed and operator scenarios
+#   make demo      the whole story on this machine (SCENARIO=... for the other stories)
+#   make generate  regenerate crds/ from the Rust types
+#   make lint      rustfmt and clippy, warnings are errors
+#   make bench     benchmarks (see README)
+
+SHELL := /bin/bash
+CARGO ?= cargo
+# The e2e scenarios mostly wait on the control plane: run many side by side.
+TEST_THREADS ?= 24
+
+.PHONY: all testbed test unit lint generate demo bench clean-runs
+
+all: test
+
+testbed:
+	@e2e/testbed/build.sh >/dev/null
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --locked --lib --bins
+
+test: testbed lint
+	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) \
+	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+
+generate:
+	$(CARGO) run --locked --quiet --bin crdgen > crds/nodehealer.io.yaml
+
+clean-runs:
+	rm -rf target/testbed-runs

@@ -1,0 +1,228 @@
+//! The link between the simulated cloud and the simulated nodes: what a server's power does
+//! to its kubelet. A running server's node heartbeats through kwok; a server that is off,
+//! crashed, on a dead hypervisor or deleted goes silent (its node Lease is taken over, so
+//! kwok stops renewing it and kube-controller-manager marks the node Unknown). A new server
+//! of a known cluster registers a new Node, as a booting kubelet would.
+//!
+//! The link also plays the CSI external attacher: VolumeAttachments of the test bed's CSI
+//! driver are marked attached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use anyhow::Result;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::storage::v1::VolumeAttachment;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use openstack_sim::{ServerView, Sim};
+use serde_json::json;
+
+use crate::nodes::{NodeBlueprint, node_object};
+
+/// The holder written into a silent node's Lease: kwok leaves nodes it does not hold alone.
+pub const SILENT_HOLDER: &str = "nodehealer-testbed/server-not-running";
+/// The CSI driver whose attachments the link marks attached.
+pub const CSI_DRIVER: &str = "block.testbed.nodehealer.io";
+
+/// Which servers belong to which simulated cluster, and what their nodes look like.
+#[derive(Default)]
+pub struct Registry {
+    /// Cluster name → how to build a Node for a server of each role.
+    pub clusters: HashMap<String, NodeBlueprint>,
+    /// Plain Nova servers (no Magnum cluster): server id → cluster name.
+    pub plain_servers: HashMap<String, String>,
+    /// Magnum cluster uuid → cluster name.
+    pub magnum_ids: HashMap<String, String>,
+    /// Server id → node name, for every node the link registered.
+    pub nodes: BTreeMap<String, String>,
+    next_ip: u32,
+}
+
+impl Registry {
+    /// The next loopback address for a node's InternalIP: 127.10.0.1, 127.10.0.2, ...
+    pub fn next_internal_ip(&mut self) -> String {
+        self.next_ip += 1;
+        let n = self.next_ip;
+        format!("127.10.{}.{}", n / 250, n % 250 + 1)
+    }
+
+    fn cluster_of(&self, server: &ServerView) -> Option<String> {
+        if let Some(id) = &server.cluster_id {
+            return self.magnum_ids.get(id).cloned();
+        }
+        self.plain_servers.get(&server.id).cloned()
+    }
+}
+
+/// Runs forever on the test bed's runtime.
+pub async fn run(client: kube::Client, sim: Sim, registry: Arc<Mutex<Registry>>, wake: Arc<Notify>) {
+    let mut rx = sim.watch_servers();
+    // Server id → whether its kubelet is currently allowed to heartbeat, as last applied.
+    let mut applied: HashMap<String, bool> = HashMap::new();
+    loop {
+        let servers = rx.borrow_and_update().clone();
+        let pending = reconcile(&client, &servers, &registry, &mut applied).await;
+        // Wake on a server change, on a newly registered cluster, or (when something failed,
+        // the apiserver being busy, say) soon anyway to retry.
+        let retry = if pending { Duration::from_millis(300) } else { Duration::from_secs(3600) };
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(retry) => {}
+        }
+    }
+}
+
+/// Brings nodes in line with servers; returns true when something is left to retry.
+async fn reconcile(
+    client: &kube::Client,
+    servers: &[ServerView],
+    registry: &Arc<Mutex<Registry>>,
+    applied: &mut HashMap<String, bool>,
+) -> bool {
+    let mut pending = false;
+    for server in servers {
+        let (node_name, blueprint) = {
+            let mut reg = registry.lock().expect("registry lock");
+            let Some(cluster) = reg.cluster_of(server) else { continue };
+            let Some(blueprint) = reg.clusters.get(&cluster).cloned() else { continue };
+            (reg.nodes.get(&server.id).cloned(), blueprint)
+        };
+        match node_name {
+            None if server.running => {
+                // A kubelet registers its Node once the server has booted.
+                let ip = registry.lock().expect("registry lock").next_internal_ip();
+                let node = node_object(&blueprint, server, &ip);
+                match create_node(client, &node).await {
+                    Ok(()) => {
+                        let mut reg = registry.lock().expect("registry lock");
+                        reg.nodes.insert(server.id.clone(), server.name.clone());
+                        applied.insert(server.id.clone(), true);
+                    }
+                    Err(e) => {
+                        tracing::warn!(server = %server.name, "registering node: {e:#}");
+                        pending = true;
+                    }
+                }
+            }
+            None => {}
+            Some(node) => {
+                if applied.get(&server.id) == Some(&server.running) {
+                    continue;
+                }
+                match set_heartbeat(client, &node, server.running).await {
+                    Ok(()) => {
+                        applied.insert(server.id.clone(), server.running);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%node, "setting heartbeat: {e:#}");
+                        pending = true;
+                    }
+                }
+            }
+        }
+    }
+    // Deleted servers: their kubelets are gone for good.
+    let gone: Vec<(String, String)> = {
+        let reg = registry.lock().expect("registry lock");
+        reg.nodes
+            .iter()
+            .filter(|(id, _)| !servers.iter().any(|s| &s.id == *id))
+            .map(|(id, node)| (id.clone(), node.clone()))
+            .collect()
+    };
+    for (id, node) in gone {
+        if applied.get(&id) == Some(&false) {
+            continue;
+        }
+        match set_heartbeat(client, &node, false).await {
+            Ok(()) => {
+                applied.insert(id, false);
+            }
+            Err(e) => {
+                tracing::warn!(%node, "silencing deleted server's node: {e:#}");
+                pending = true;
+            }
+        }
+    }
+    pending
+}
+
+async fn create_node(client: &kube::Client, node: &Node) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.create(&PostParams::default(), node).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lets kwok heartbeat for the node (`alive`) or silences it by taking over its Lease.
+pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Result<()> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    if alive {
+        // Deleting our takeover lets kwok create and renew the Lease again.
+        match leases.get_opt(node).await? {
+            Some(lease)
+                if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(SILENT_HOLDER) =>
+            {
+                match leases.delete(node, &DeleteParams::default()).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            _ => Ok(()),
+        }
+    } else {
+        let now = jiff::Timestamp::now().to_string();
+        let body = json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": node, "namespace": "kube-node-lease"},
+            "spec": {
+                "holderIdentity": SILENT_HOLDER,
+                "leaseDurationSeconds": 3600,
+                "renewTime": now,
+            }
+        });
+        leases
+            .patch(node, &PatchParams::apply("nodehealer-testbed").force(), &Patch::Apply(body))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Plays the CSI external attacher for the test bed's driver: every VolumeAttachment of
+/// that driver is reported attached, as soon as it appears.
+pub async fn run_attacher(client: kube::Client) {
+    use futures::TryStreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: Api<VolumeAttachment> = Api::all(client.clone());
+    let stream = watcher(api.clone(), watcher::Config::default()).applied_objects();
+    futures::pin_mut!(stream);
+    loop {
+        match stream.try_next().await {
+            Ok(Some(va)) => {
+                let attached = va.status.as_ref().map(|s| s.attached).unwrap_or(false);
+                if va.spec.attacher != CSI_DRIVER || attached || va.metadata.deletion_timestamp.is_some() {
+                    continue;
+                }
+                let name = va.metadata.name.clone().unwrap_or_default();
+                let patch = json!({"status": {"attached": true}});
+                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    tracing::warn!(%name, "marking attached: {e:#}");
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("volumeattachment watch: {e:#}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
