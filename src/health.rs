@@ -120,7 +120,11 @@ impl fmt::Display for UnhealthyReason {
                 name,
                 failing_since,
                 duration,
-            } => write!(f, "endpoint check {name} failing since {failing_since} (limit {})", go(duration)),
+            } => write!(
+                f,
+                "endpoint check {name} failing since {failing_since} (limit {})",
+                go(duration)
+            ),
             Self::NeverReady {
                 created,
                 startup_timeout,
@@ -360,7 +364,12 @@ mod tests {
         }
     }
 
-    fn ready_condition(type_: &str, status: ConditionStatus, since: i64, secs: u64) -> UnhealthyReason {
+    fn ready_condition(
+        type_: &str,
+        status: ConditionStatus,
+        since: i64,
+        secs: u64,
+    ) -> UnhealthyReason {
         UnhealthyReason::Condition {
             type_: type_.into(),
             status,
@@ -375,7 +384,11 @@ mod tests {
         let now = t(0);
         // (name, node conditions, expected health)
         let cases = vec![
-            ("ready node", vec![cond("Ready", "True", -1000)], Health::Healthy),
+            (
+                "ready node",
+                vec![cond("Ready", "True", -1000)],
+                Health::Healthy,
+            ),
             ("no conditions at all", vec![], Health::Healthy),
             (
                 "not ready for longer than 300s",
@@ -408,12 +421,19 @@ mod tests {
             ),
             (
                 "other conditions are ignored",
-                vec![cond("Ready", "True", -1000), cond("DiskPressure", "True", -1000)],
+                vec![
+                    cond("Ready", "True", -1000),
+                    cond("DiskPressure", "True", -1000),
+                ],
                 Health::Healthy,
             ),
         ];
         for (name, conditions, want) in cases {
-            assert_eq!(evaluate(&node(conditions), &default_rules(), now), want, "{name}");
+            assert_eq!(
+                evaluate(&node(conditions), &default_rules(), now),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -426,7 +446,10 @@ mod tests {
             ],
             ..default_rules()
         };
-        let sick = node(vec![cond("Ready", "False", -400), cond("KernelDeadlock", "True", -200)]);
+        let sick = node(vec![
+            cond("Ready", "False", -400),
+            cond("KernelDeadlock", "True", -200),
+        ]);
         assert_eq!(
             evaluate(&sick, &rules, t(0)),
             Health::Unhealthy {
@@ -434,7 +457,10 @@ mod tests {
                 reason: ready_condition("KernelDeadlock", ConditionStatus::True, -200, 60),
             }
         );
-        let soon = node(vec![cond("Ready", "False", -10), cond("KernelDeadlock", "True", -30)]);
+        let soon = node(vec![
+            cond("Ready", "False", -10),
+            cond("KernelDeadlock", "True", -30),
+        ]);
         assert_eq!(
             evaluate(&soon, &rules, t(0)),
             Health::SoonUnhealthy {
@@ -482,7 +508,10 @@ mod tests {
             }
         );
         // A check with no results yet (never probed) does not match.
-        assert_eq!(evaluate(&node(vec![cond("Ready", "True", -1000)]), &rules, t(0)), Health::Healthy);
+        assert_eq!(
+            evaluate(&node(vec![cond("Ready", "True", -1000)]), &rules, t(0)),
+            Health::Healthy
+        );
     }
 
     #[test]
@@ -555,7 +584,11 @@ mod tests {
             ..rules
         };
         assert_eq!(
-            evaluate(&created_at(-700, vec![cond("Ready", "False", -700)]), &only_custom, t(0)),
+            evaluate(
+                &created_at(-700, vec![cond("Ready", "False", -700)]),
+                &only_custom,
+                t(0)
+            ),
             Health::Unhealthy {
                 since: t(-100),
                 reason: never_ready(-700),
@@ -565,11 +598,29 @@ mod tests {
 
     #[test]
     fn next_check_is_the_moment_time_alone_changes_the_answer() {
-        let soon = evaluate(&node(vec![cond("Ready", "Unknown", -100)]), &default_rules(), t(0));
+        let soon = evaluate(
+            &node(vec![cond("Ready", "Unknown", -100)]),
+            &default_rules(),
+            t(0),
+        );
         assert_eq!(soon.next_check_at(), Some(t(200)));
         // At that moment the node is unhealthy, not a second later.
-        assert!(evaluate(&node(vec![cond("Ready", "Unknown", -100)]), &default_rules(), t(200)).is_unhealthy());
-        assert!(!evaluate(&node(vec![cond("Ready", "Unknown", -100)]), &default_rules(), t(199)).is_unhealthy());
+        assert!(
+            evaluate(
+                &node(vec![cond("Ready", "Unknown", -100)]),
+                &default_rules(),
+                t(200)
+            )
+            .is_unhealthy()
+        );
+        assert!(
+            !evaluate(
+                &node(vec![cond("Ready", "Unknown", -100)]),
+                &default_rules(),
+                t(199)
+            )
+            .is_unhealthy()
+        );
         assert_eq!(Health::Healthy.next_check_at(), None);
         assert_eq!(Health::Starting { until: t(9) }.next_check_at(), Some(t(9)));
         assert!(!soon.is_healthy());

@@ -21,7 +21,8 @@ pub const NODE_NAME_ANNOTATION: &str = "remediation.medik8s.io/node-name";
 pub const TEMPLATE_NAME_ANNOTATION: &str = "remediation.medik8s.io/template-name";
 /// Annotation on a template: its remediator handles several templates of the same kind, so
 /// objects are created with `generateName: <node>-` instead of the node's name.
-pub const MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION: &str = "remediation.medik8s.io/multiple-templates-support";
+pub const MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION: &str =
+    "remediation.medik8s.io/multiple-templates-support";
 /// Annotation set on a remediation object when its escalation timeout expired (or it reported
 /// `Succeeded=False`) and the next template takes over; the value is the time (RFC 3339). The
 /// remediator should stop its efforts.
@@ -30,7 +31,8 @@ pub const NHC_TIMED_OUT_ANNOTATION: &str = "remediation.medik8s.io/nhc-timed-out
 /// is removed once `healthyDelay` has passed since.
 pub const HEALTHY_DELAY_ANNOTATION: &str = "remediation.medik8s.io/healthy-delay";
 /// Annotation a person puts on a node to end a `healthyDelay` early (or a negative one).
-pub const MANUALLY_CONFIRMED_HEALTHY_ANNOTATION: &str = "remediation.medik8s.io/manually-confirmed-healthy";
+pub const MANUALLY_CONFIRMED_HEALTHY_ANNOTATION: &str =
+    "remediation.medik8s.io/manually-confirmed-healthy";
 
 /// Label on a remediation object of a control-plane node. Its presence counts, the value is
 /// empty, as medik8s writes it.
@@ -86,7 +88,8 @@ pub fn supports_multiple_templates(template_annotations: &BTreeMap<String, Strin
 
 /// Whether a node's labels mark it as a control-plane node (standard or legacy role label).
 pub fn is_control_plane(node_labels: &BTreeMap<String, String>) -> bool {
-    node_labels.contains_key(CONTROL_PLANE_ROLE_LABEL) || node_labels.contains_key(LEGACY_MASTER_ROLE_LABEL)
+    node_labels.contains_key(CONTROL_PLANE_ROLE_LABEL)
+        || node_labels.contains_key(LEGACY_MASTER_ROLE_LABEL)
 }
 
 /// Whether a node's labels exclude it from remediation. Only the value `true` excludes, as in
@@ -184,11 +187,14 @@ pub fn remediation_object(
     node_name: &str,
     control_plane: bool,
 ) -> Result<DynamicObject, ContractError> {
-    let kind = remediation_kind(&template.kind).ok_or_else(|| ContractError::TemplateKind(template.kind.clone()))?;
+    let kind = remediation_kind(&template.kind)
+        .ok_or_else(|| ContractError::TemplateKind(template.kind.clone()))?;
     let spec = template_object
         .pointer("/spec/template/spec")
         .filter(|spec| spec.is_object())
-        .ok_or_else(|| ContractError::TemplateSpec(format!("{}/{}", template.namespace, template.name)))?;
+        .ok_or_else(|| {
+            ContractError::TemplateSpec(format!("{}/{}", template.namespace, template.name))
+        })?;
     Ok(DynamicObject {
         types: Some(TypeMeta {
             api_version: template.api_version.clone(),
@@ -240,7 +246,10 @@ pub fn lease_state(
     let expires = renew_time
         .or(acquire_time)
         .zip(duration_seconds)
-        .and_then(|(from, secs)| from.checked_add(jiff::SignedDuration::from_secs(secs.into())).ok());
+        .and_then(|(from, secs)| {
+            from.checked_add(jiff::SignedDuration::from_secs(secs.into()))
+                .ok()
+        });
     match expires {
         Some(expires) if expires > now => LeaseState::HeldBy(holder.to_owned()),
         _ => LeaseState::Free,
@@ -250,6 +259,10 @@ pub fn lease_state(
 /// What the contract lets us read from an existing remediation object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObservedRemediation {
+    /// The object's `apiVersion`.
+    pub api_version: String,
+    /// The object's kind.
+    pub kind: String,
     /// The object's name.
     pub name: String,
     /// The object's namespace.
@@ -308,7 +321,14 @@ pub fn observe_remediation(object: &DynamicObject, owner: &OwnerNhc) -> Observed
                 r.uid == owner.uid
             }
     });
+    let (api_version, kind) = object
+        .types
+        .as_ref()
+        .map(|t| (t.api_version.clone(), t.kind.clone()))
+        .unwrap_or_default();
     ObservedRemediation {
+        api_version,
+        kind,
         node_name: annotations
             .get(NODE_NAME_ANNOTATION)
             .cloned()
@@ -321,9 +341,12 @@ pub fn observe_remediation(object: &DynamicObject, owner: &OwnerNhc) -> Observed
         deleting: meta.deletion_timestamp.is_some(),
         processing: condition(PROCESSING_CONDITION),
         succeeded: condition(SUCCEEDED_CONDITION),
-        permanent_node_deletion_expected: condition(PERMANENT_NODE_DELETION_EXPECTED_CONDITION) == Some(true),
+        permanent_node_deletion_expected: condition(PERMANENT_NODE_DELETION_EXPECTED_CONDITION)
+            == Some(true),
         timed_out: annotations.get(NHC_TIMED_OUT_ANNOTATION).map(parse_time),
-        healthy_since: annotations.get(HEALTHY_DELAY_ANNOTATION).and_then(parse_time),
+        healthy_since: annotations
+            .get(HEALTHY_DELAY_ANNOTATION)
+            .and_then(parse_time),
         owned,
     }
 }
@@ -361,7 +384,10 @@ mod tests {
     #[test]
     fn remediation_kind_strips_the_template_suffix() {
         assert_eq!(remediation_kind("RemediationTemplate"), Some("Remediation"));
-        assert_eq!(remediation_kind("SelfNodeRemediationTemplate"), Some("SelfNodeRemediation"));
+        assert_eq!(
+            remediation_kind("SelfNodeRemediationTemplate"),
+            Some("SelfNodeRemediation")
+        );
         assert_eq!(remediation_kind("Template"), None);
         assert_eq!(remediation_kind("Remediation"), None);
         assert_eq!(remediation_kind("Templates"), None);
@@ -369,9 +395,19 @@ mod tests {
 
     #[test]
     fn worker_object_is_named_after_the_node_with_contract_metadata() {
-        let object = remediation_object(&owner(), &template(false), &template_object(), "worker-1", false).unwrap();
+        let object = remediation_object(
+            &owner(),
+            &template(false),
+            &template_object(),
+            "worker-1",
+            false,
+        )
+        .unwrap();
         let types = object.types.as_ref().unwrap();
-        assert_eq!(types.api_version, "self-node-remediation.medik8s.io/v1alpha1");
+        assert_eq!(
+            types.api_version,
+            "self-node-remediation.medik8s.io/v1alpha1"
+        );
         assert_eq!(types.kind, "SelfNodeRemediation");
         let meta = &object.metadata;
         assert_eq!(meta.name.as_deref(), Some("worker-1"));
@@ -388,16 +424,26 @@ mod tests {
         assert_eq!(owners[0].kind, "NodeHealthCheck");
         assert_eq!(owners[0].name, "workers");
         assert_eq!(owners[0].uid, "uid-1");
-        assert_eq!(object.data, json!({"spec": {"remediationStrategy": "OutOfServiceTaint"}}));
+        assert_eq!(
+            object.data,
+            json!({"spec": {"remediationStrategy": "OutOfServiceTaint"}})
+        );
     }
 
     #[test]
     fn multiple_template_support_uses_generate_name_and_control_plane_gets_the_label() {
-        let object = remediation_object(&owner(), &template(true), &template_object(), "cp-0", true).unwrap();
+        let object =
+            remediation_object(&owner(), &template(true), &template_object(), "cp-0", true)
+                .unwrap();
         assert_eq!(object.metadata.name, None);
         assert_eq!(object.metadata.generate_name.as_deref(), Some("cp-0-"));
         assert_eq!(
-            object.metadata.labels.as_ref().unwrap().get(CONTROL_PLANE_REMEDIATION_LABEL),
+            object
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .get(CONTROL_PLANE_REMEDIATION_LABEL),
             Some(&String::new())
         );
     }
@@ -420,18 +466,39 @@ mod tests {
     #[test]
     fn template_and_node_labels() {
         let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
-        assert!(supports_multiple_templates(&map(&[(MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION, "true")])));
-        assert!(supports_multiple_templates(&map(&[(MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION, "")])));
-        assert!(!supports_multiple_templates(&map(&[(MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION, "false")])));
+        assert!(supports_multiple_templates(&map(&[(
+            MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION,
+            "true"
+        )])));
+        assert!(supports_multiple_templates(&map(&[(
+            MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION,
+            ""
+        )])));
+        assert!(!supports_multiple_templates(&map(&[(
+            MULTIPLE_TEMPLATES_SUPPORT_ANNOTATION,
+            "false"
+        )])));
         assert!(!supports_multiple_templates(&map(&[])));
         assert!(is_control_plane(&map(&[(CONTROL_PLANE_ROLE_LABEL, "")])));
         assert!(is_control_plane(&map(&[(LEGACY_MASTER_ROLE_LABEL, "")])));
-        assert!(!is_control_plane(&map(&[("node-role.kubernetes.io/worker", "")])));
-        assert!(is_excluded(&map(&[(EXCLUDE_FROM_REMEDIATION_LABEL, "true")])));
+        assert!(!is_control_plane(&map(&[(
+            "node-role.kubernetes.io/worker",
+            ""
+        )])));
+        assert!(is_excluded(&map(&[(
+            EXCLUDE_FROM_REMEDIATION_LABEL,
+            "true"
+        )])));
         assert!(!is_excluded(&map(&[(EXCLUDE_FROM_REMEDIATION_LABEL, "")])));
-        assert!(!is_excluded(&map(&[(EXCLUDE_FROM_REMEDIATION_LABEL, "false")])));
+        assert!(!is_excluded(&map(&[(
+            EXCLUDE_FROM_REMEDIATION_LABEL,
+            "false"
+        )])));
     }
 
     #[test]
@@ -445,7 +512,13 @@ mod tests {
         let cases = [
             (None, Some(ago(1)), None, Some(3600), LeaseState::Free),
             (Some(""), Some(ago(1)), None, Some(3600), LeaseState::Free),
-            (Some(ours), Some(ago(7200)), None, Some(3600), LeaseState::Ours),
+            (
+                Some(ours),
+                Some(ago(7200)),
+                None,
+                Some(3600),
+                LeaseState::Ours,
+            ),
             (
                 Some("node-maintenance"),
                 Some(ago(10)),
@@ -460,12 +533,34 @@ mod tests {
                 Some(3600),
                 LeaseState::HeldBy("node-maintenance".into()),
             ),
-            (Some("node-maintenance"), Some(ago(3601)), None, Some(3600), LeaseState::Free),
-            (Some("node-maintenance"), None, None, Some(3600), LeaseState::Free),
-            (Some("node-maintenance"), Some(ago(10)), None, None, LeaseState::Free),
+            (
+                Some("node-maintenance"),
+                Some(ago(3601)),
+                None,
+                Some(3600),
+                LeaseState::Free,
+            ),
+            (
+                Some("node-maintenance"),
+                None,
+                None,
+                Some(3600),
+                LeaseState::Free,
+            ),
+            (
+                Some("node-maintenance"),
+                Some(ago(10)),
+                None,
+                None,
+                LeaseState::Free,
+            ),
         ];
         for (i, (holder, renew, acquire, duration, want)) in cases.into_iter().enumerate() {
-            assert_eq!(lease_state(holder, renew, acquire, duration, ours, now), want, "case {i}");
+            assert_eq!(
+                lease_state(holder, renew, acquire, duration, ours, now),
+                want,
+                "case {i}"
+            );
         }
     }
 
@@ -499,13 +594,24 @@ mod tests {
         .unwrap();
         let seen = observe_remediation(&object, &owner());
         assert_eq!(seen.node_name, "worker-1");
+        assert_eq!(seen.kind, "SelfNodeRemediation");
+        assert_eq!(
+            seen.api_version,
+            "self-node-remediation.medik8s.io/v1alpha1"
+        );
         assert_eq!(seen.template_name.as_deref(), Some("snr-auto"));
         assert_eq!(seen.created, Some("2025-01-01T12:00:00Z".parse().unwrap()));
         assert_eq!(seen.processing, Some(false));
         assert_eq!(seen.succeeded, Some(false));
         assert!(seen.permanent_node_deletion_expected);
-        assert_eq!(seen.timed_out, Some(Some("2025-01-01T12:05:00Z".parse().unwrap())));
-        assert_eq!(seen.healthy_since, Some("2025-01-01T12:06:00Z".parse().unwrap()));
+        assert_eq!(
+            seen.timed_out,
+            Some(Some("2025-01-01T12:05:00Z".parse().unwrap()))
+        );
+        assert_eq!(
+            seen.healthy_since,
+            Some("2025-01-01T12:06:00Z".parse().unwrap())
+        );
         assert!(seen.owned);
         assert!(!seen.deleting);
         let stranger = OwnerNhc {

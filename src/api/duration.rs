@@ -25,7 +25,9 @@ pub const DURATION_MAX_LENGTH: u32 = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// The text is not in Go duration syntax (`<number><unit>` repeated, units ns, us, µs, ms, s, m, h).
-    #[error("invalid duration {0:?}: expected Go duration syntax such as \"300s\", \"5m\" or \"1h30m\"")]
+    #[error(
+        "invalid duration {0:?}: expected Go duration syntax such as \"300s\", \"5m\" or \"1h30m\""
+    )]
     Syntax(String),
     /// The value does not fit in Go's `time.Duration` (about 292 years).
     #[error("duration {0:?} is too long")]
@@ -388,8 +390,8 @@ mod tests {
     #[test]
     fn rejects_what_the_schema_pattern_rejects() {
         for text in [
-            "", "5", "0", "s", "m5", "5 m", "-5m", "+5m", "5min", "5M", "1.h", ".5h", "5d", "1h 30m", "5mm",
-            "abc",
+            "", "5", "0", "s", "m5", "5 m", "-5m", "+5m", "5min", "5M", "1.h", ".5h", "5d",
+            "1h 30m", "5mm", "abc",
         ] {
             assert!(
                 matches!(parse_go_duration(text), Err(DurationError::Syntax(_))),
@@ -400,7 +402,10 @@ mod tests {
 
     #[test]
     fn rejects_values_go_cannot_hold() {
-        assert!(matches!(parse_go_duration("2562048h"), Err(DurationError::Overflow(_))));
+        assert!(matches!(
+            parse_go_duration("2562048h"),
+            Err(DurationError::Overflow(_))
+        ));
         assert!(matches!(
             parse_go_duration("99999999999999999999999999999999999999999h"),
             Err(DurationError::Overflow(_))
@@ -420,7 +425,11 @@ mod tests {
             (StdDuration::ZERO, "0s"),
         ] {
             assert_eq!(format_go_duration(value), want);
-            assert_eq!(parse_go_duration(want), Ok(value), "formatted text parses back");
+            assert_eq!(
+                parse_go_duration(want),
+                Ok(value),
+                "formatted text parses back"
+            );
         }
     }
 

@@ -149,8 +149,13 @@ mod tests {
         ] {
             assert_eq!(IntOrPercent::parse(text), Ok(want), "{text}");
         }
-        for text in ["", "%", "007%", "101%", "1000%", "-1", "-5%", "5.5%", "five", "5 %", " 5"] {
-            assert!(IntOrPercent::parse(text).is_err(), "{text:?} should be rejected");
+        for text in [
+            "", "%", "007%", "101%", "1000%", "-1", "-5%", "5.5%", "five", "5 %", " 5",
+        ] {
+            assert!(
+                IntOrPercent::parse(text).is_err(),
+                "{text:?} should be rejected"
+            );
         }
     }
 
@@ -163,7 +168,10 @@ mod tests {
         assert!(from("-1").is_err());
         assert!(from("\"120%\"").is_err());
         assert!(from("1.5").is_err());
-        assert_eq!(serde_json::to_string(&IntOrPercent::Percent(51)).unwrap(), "\"51%\"");
+        assert_eq!(
+            serde_json::to_string(&IntOrPercent::Percent(51)).unwrap(),
+            "\"51%\""
+        );
         assert_eq!(serde_json::to_string(&IntOrPercent::Int(4)).unwrap(), "4");
     }
 
@@ -183,7 +191,11 @@ mod tests {
             (IntOrPercent::Int(5), 3, true, 5), // absolute numbers are not capped
         ];
         for (value, total, round_up, want) in cases {
-            assert_eq!(value.scaled(total, round_up), want, "{value} of {total}, round_up={round_up}");
+            assert_eq!(
+                value.scaled(total, round_up),
+                want,
+                "{value} of {total}, round_up={round_up}"
+            );
         }
     }
 }

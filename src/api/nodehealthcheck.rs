@@ -59,7 +59,11 @@ pub const MIN_ESCALATION_TIMEOUT_SECS: u64 = 60;
         json_path = ".status.unhealthyCount",
         description = "Selected nodes that are unhealthy"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[x_kube(
     validation = Rule::new("!(has(self.minHealthy) && has(self.maxUnhealthy))")

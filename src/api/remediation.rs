@@ -39,7 +39,11 @@ use super::Duration;
         json_path = ".status.nodeName",
         description = "The node being remediated"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RemediationSpec {

@@ -24,7 +24,11 @@ use super::RemediationSpec;
         json_path = ".spec.template.spec.action",
         description = "Reboot, PowerCycle, Rebuild or Replace"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RemediationTemplateSpec {
