@@ -52,11 +52,51 @@ pub const STORM_COOLDOWN_ACTIVE_CONDITION: &str = "StormCooldownActive";
 
 /// Every CRD of the API, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![
+    [
         NodeHealthCheck::crd(),
         RemediationTemplate::crd(),
         Remediation::crd(),
     ]
+    .into_iter()
+    .map(unwrap_descriptions)
+    .collect()
+}
+
+/// Joins the hard-wrapped lines of doc comments into flowing paragraphs, so `kubectl explain`
+/// can wrap them to the terminal instead of breaking lines in odd places. Blank lines still
+/// separate paragraphs.
+fn unwrap_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn unwrap(text: &str) -> String {
+        text.split("\n\n")
+            .map(|paragraph| {
+                paragraph
+                    .lines()
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    }
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if key == "description" => {
+                            *text = unwrap(text)
+                        }
+                        _ => walk(child),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(crd).expect("a CRD serializes to JSON");
+    walk(&mut value);
+    serde_json::from_value(value).expect("unwrapping descriptions keeps a valid CRD")
 }
 
 /// A CRD as the YAML committed in `crds/<metadata.name>.yaml`.

@@ -25,6 +25,8 @@ pub const MIN_ESCALATION_TIMEOUT_SECS: u64 = 60;
 
 /// Which nodes to watch, when they count as unhealthy, what to create for an unhealthy node and
 /// the limits that keep remediation safe. One NodeHealthCheck per node pool.
+// Clippy reads the repeated `type_ = "..."` of separate printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "nodehealer.io",
@@ -266,7 +268,7 @@ pub struct EndpointCheck {
     /// Response codes that count as success. Defaults to `[200]`.
     #[serde(default = "default_ok_codes")]
     #[schemars(length(min = 1, max = 16), inner(range(min = 100, max = 599)))]
-    pub ok_codes: Vec<u16>,
+    pub ok_codes: Vec<i32>,
 
     /// How long the check must fail without a success in between for the node to be
     /// unhealthy. Defaults to 300s.
@@ -290,7 +292,7 @@ pub struct EndpointCheck {
 fn default_endpoint_path() -> String {
     "/healthz".to_owned()
 }
-fn default_ok_codes() -> Vec<u16> {
+fn default_ok_codes() -> Vec<i32> {
     vec![200]
 }
 fn default_endpoint_duration() -> Duration {
@@ -445,19 +447,19 @@ pub enum RecoveryMethod {
 pub struct NodeHealthCheckStatus {
     /// Number of nodes selected by the selector.
     #[serde(default)]
-    pub observed_nodes: u32,
+    pub observed_nodes: i32,
 
     /// Number of selected nodes that are healthy and have no remediation.
     #[serde(default)]
-    pub healthy_nodes: u32,
+    pub healthy_nodes: i32,
 
     /// Number of entries in `unhealthyNodes`, for `kubectl get`.
     #[serde(default)]
-    pub unhealthy_count: u32,
+    pub unhealthy_count: i32,
 
     /// Number of nodes with a remediation in progress.
     #[serde(default)]
-    pub in_flight_remediations: u32,
+    pub in_flight_remediations: i32,
 
     /// The unhealthy nodes: why each is unhealthy, its remediations, and why nothing is being
     /// done when that is the case.

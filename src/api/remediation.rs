@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::Duration;
 
 /// What to do to an unhealthy node, and how to reach its cloud.
+// Clippy reads the repeated `type_ = "..."` of separate printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "nodehealer.io",

@@ -147,18 +147,24 @@ fn blocked(reason: BlockReason) -> Outcome {
     Outcome::Blocked { reason }
 }
 
+/// (name, minHealthy, maxUnhealthy, healthy nodes, unhealthy nodes, expected outcome)
+type LimitCase = (
+    &'static str,
+    Option<IntOrPercent>,
+    Option<IntOrPercent>,
+    usize,
+    usize,
+    Outcome,
+);
+
+/// (name, nodes, expected outcome per named node)
+type ControlPlaneCase = (&'static str, Vec<PoolNode>, Vec<(&'static str, Outcome)>);
+
 #[test]
 fn min_healthy_and_max_unhealthy_use_medik8s_rounding() {
     let pct = IntOrPercent::Percent;
     // (name, minHealthy, maxUnhealthy, healthy nodes, unhealthy nodes, expected for the first sick node)
-    let cases: Vec<(
-        &str,
-        Option<IntOrPercent>,
-        Option<IntOrPercent>,
-        usize,
-        usize,
-        Outcome,
-    )> = vec![
+    let cases: Vec<LimitCase> = vec![
         (
             "default 51% of 3: 2 healthy is enough",
             None,
@@ -485,7 +491,7 @@ fn node_level_blocks() {
 #[test]
 fn control_plane_one_at_a_time_and_etcd_quorum() {
     // (name, control-plane nodes, expected outcome per listed node)
-    let cases: Vec<(&str, Vec<PoolNode>, Vec<(&str, Outcome)>)> = vec![
+    let cases: Vec<ControlPlaneCase> = vec![
         (
             "3 members, 1 unhealthy: the other 2 keep quorum",
             vec![cp(healthy("cp-0")), cp(healthy("cp-1")), cp(sick("cp-2"))],
