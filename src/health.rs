@@ -8,6 +8,7 @@
 use std::{collections::BTreeMap, fmt, time::Duration as StdDuration};
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Node;
 
 use crate::api::{ConditionStatus, EndpointCheck, NodeHealthCheckSpec, UnhealthyCondition};
 
@@ -25,6 +26,30 @@ pub struct NodeState {
     pub conditions: Vec<NodeCondition>,
     /// Results of the NodeHealthCheck's endpoint checks, by check name.
     pub endpoint_results: BTreeMap<String, EndpointResult>,
+}
+
+impl NodeState {
+    /// The state of a Kubernetes Node, with the endpoint check results gathered for it.
+    pub fn from_node(node: &Node, endpoint_results: BTreeMap<String, EndpointResult>) -> Self {
+        let conditions = node
+            .status
+            .as_ref()
+            .and_then(|status| status.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| NodeCondition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                last_transition: c.last_transition_time.as_ref().map(|t| t.0),
+            })
+            .collect();
+        Self {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            created: node.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            conditions,
+            endpoint_results,
+        }
+    }
 }
 
 /// One of a node's status conditions.
@@ -637,6 +662,39 @@ mod tests {
             evaluate(&n, &default_rules(), t(0)),
             Health::SoonUnhealthy { at, .. } if at == t(300)
         ));
+    }
+
+    #[test]
+    fn reads_a_kubernetes_node() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "worker-1", "creationTimestamp": "2023-11-14T22:13:20Z"},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "Unknown", "lastTransitionTime": "2023-11-14T22:13:30Z"},
+                {"type": "DiskPressure", "status": "False"}
+            ]}
+        }))
+        .unwrap();
+        let state = NodeState::from_node(&node, BTreeMap::new());
+        assert_eq!(state.name, "worker-1");
+        assert_eq!(state.created, Some(t(0)));
+        assert_eq!(
+            state.conditions,
+            vec![
+                cond("Ready", "Unknown", 10),
+                NodeCondition {
+                    type_: "DiskPressure".into(),
+                    status: "False".into(),
+                    last_transition: None,
+                },
+            ]
+        );
+        assert_eq!(
+            evaluate(&state, &default_rules(), t(310)),
+            Health::Unhealthy {
+                since: t(310),
+                reason: ready_condition("Ready", ConditionStatus::Unknown, 10, 300),
+            }
+        );
     }
 
     #[test]
