@@ -31,7 +31,7 @@ test: testbed lint
 	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
 
 generate:
-	$(CARGO) run --locked --quiet --bin crdgen > crds/nodehealer.io.yaml
+	$(CARGO) run --locked --quiet --bin crdgen -- --out-dir crds
 
 clean-runs:
 	rm -rf target/testbed-runs

@@ -1,1 +1,225 @@
-fn main() {}
+//! The `nodehealer` operator binary: arguments → telemetry → client → leader election →
+//! controllers and the HTTP server, joined, with graceful shutdown on SIGTERM.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, ValueEnum};
+use kube::api::{Api, ListParams};
+use kube::runtime::events::Reporter;
+
+use nodehealer::api::{NodeHealthCheck, Remediation, RemediationTemplate};
+use nodehealer::controller::{self, Settings};
+use nodehealer::leader::{self, ElectionConfig};
+use nodehealer::server::{self, Readiness};
+
+/// Keeps the nodes of Kubernetes clusters on OpenStack healthy: detects broken nodes, fences
+/// them through OpenStack, frees their workloads with the out-of-service taint, and brings the
+/// capacity back.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Kubeconfig to use; in a pod the in-cluster configuration is used when unset.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<std::path::PathBuf>,
+
+    /// Namespace of the operator itself: its leader-election Lease lives here.
+    #[arg(long, env = "NODEHEALER_NAMESPACE", default_value = "nodehealer-system")]
+    namespace: String,
+
+    /// Only reconcile Remediations (and create them from templates) in this namespace;
+    /// all namespaces when unset.
+    #[arg(long, env = "NODEHEALER_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+
+    /// Only reconcile NodeHealthChecks whose labels match this selector (to shard pools
+    /// between installations); all when unset.
+    #[arg(long, env = "NODEHEALER_NHC_SELECTOR")]
+    nhc_selector: Option<String>,
+
+    /// Elect a leader through a Lease so that only one replica acts.
+    #[arg(long, env = "NODEHEALER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "NODEHEALER_LEASE_NAME", default_value = "nodehealer-leader")]
+    lease_name: String,
+
+    /// This replica's identity in leader election (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+
+    /// Address of the HTTP server for /livez, /readyz and /metrics.
+    #[arg(long, env = "NODEHEALER_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    http_address: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "NODEHEALER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+
+    /// Log filter, in the `tracing` env-filter syntax (e.g. `info,nodehealer=debug`).
+    #[arg(long, env = "NODEHEALER_LOG", default_value = "info")]
+    log: String,
+
+    /// Decide and report everything, act on nothing: no remediation is created and no
+    /// OpenStack action is sent, whatever the resources say.
+    #[arg(long, env = "NODEHEALER_DRY_RUN", default_value_t = false, action = clap::ArgAction::Set)]
+    dry_run: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    init_tracing(&args)?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let client = make_client(&args).await?;
+    check_crds_served(&client).await?;
+
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        format!("{}-{}", hostname(), std::process::id())
+    });
+    let readiness = Readiness::new(controller::Controllers::CACHES);
+    let settings = Settings {
+        dry_run: args.dry_run,
+        watch_namespace: args.watch_namespace.clone(),
+        nhc_selector: args.nhc_selector.clone(),
+        reporter: Reporter {
+            controller: "nodehealer".into(),
+            instance: Some(identity.clone()),
+        },
+    };
+    let mut registry = prometheus_client::registry::Registry::with_prefix("nodehealer");
+    let controllers = controller::Controllers::new(client.clone(), settings, &mut registry);
+    let registry = Arc::new(registry);
+    let render: server::MetricsRenderer = Arc::new(move || {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(server::serve(args.http_address, readiness.clone(), render, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }))
+    };
+
+    // Standbys are ready (they serve and would take over); only the leader acts.
+    let leadership = if args.leader_elect {
+        let config = ElectionConfig::new(&args.namespace, &args.lease_name, &identity);
+        tracing::info!(%identity, lease = %args.lease_name, "waiting for leadership");
+        readiness.set_election_settled(true);
+        let acquired = tokio::select! {
+            l = leader::acquire(client.clone(), config) => Some(l?),
+            _ = shutdown_signal() => None,
+        };
+        match acquired {
+            Some(l) => {
+                readiness.set_election_settled(false);
+                Some(l)
+            }
+            None => {
+                let _ = stop_tx.send(true);
+                let _ = server.await;
+                return Ok(());
+            }
+        }
+    } else {
+        readiness.set_election_settled(false);
+        None
+    };
+
+    let mut lost = leadership.as_ref().map(|l| l.lost.clone());
+    let run = controllers.run(readiness.clone(), stop_rx.clone());
+    tokio::pin!(run);
+    let outcome = tokio::select! {
+        _ = &mut run => "controllers stopped",
+        _ = shutdown_signal() => "shutdown requested",
+        _ = async { match lost.as_mut() { Some(l) => { let _ = l.wait_for(|v| *v).await; } None => std::future::pending::<()>().await } } => "leadership lost",
+    };
+    tracing::info!(outcome, "stopping");
+    let _ = stop_tx.send(true);
+    // Let in-flight reconciles finish their current step (they persist before acting).
+    let _ = tokio::time::timeout(Duration::from_secs(10), &mut run).await;
+    if outcome == "leadership lost" {
+        // Exit non-zero so the pod restarts as a standby; never keep acting without the lease.
+        std::process::exit(1);
+    }
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+fn init_tracing(args: &Args) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match args.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Plain => builder.init(),
+    }
+    Ok(())
+}
+
+async fn make_client(args: &Args) -> Result<kube::Client> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await.context("no kubeconfig and not in a cluster")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Fails start-up with a clear message when our CRDs are not installed.
+async fn check_crds_served(client: &kube::Client) -> Result<()> {
+    let probe = ListParams::default().limit(1);
+    let missing = |kind: &str, e: kube::Error| {
+        anyhow::anyhow!(
+            "the {kind} API (nodehealer.io/v1alpha1) is not served: {e}. Install the CRDs first \
+             (`kubectl apply -f crds/` or the Helm chart)"
+        )
+    };
+    Api::<NodeHealthCheck>::all(client.clone())
+        .list_metadata(&probe)
+        .await
+        .map_err(|e| missing("NodeHealthCheck", e))?;
+    Api::<RemediationTemplate>::all(client.clone())
+        .list_metadata(&probe)
+        .await
+        .map_err(|e| missing("RemediationTemplate", e))?;
+    Api::<Remediation>::all(client.clone())
+        .list_metadata(&probe)
+        .await
+        .map_err(|e| missing("Remediation", e))?;
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "nodehealer".into())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

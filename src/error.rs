@@ -1,0 +1,75 @@
+//! The one error type of the operator. Each variant has a static `category()` — the reason of
+//! the Warning event and the `error` label of metrics — and says whether retrying can help:
+//! transient errors back off per object, invalid input waits for a change and says why.
+
+use std::time::Duration;
+
+/// Everything that can go wrong while reconciling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Kubernetes API failed or refused a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    /// A resource's spec cannot work as written (a template that does not exist, a selector
+    /// that matches nothing sensible, ...). Nothing is done until it changes.
+    #[error("invalid {kind} {name}: {message}")]
+    InvalidSpec { kind: &'static str, name: String, message: String },
+
+    /// A Secret the spec names is missing, or lacks the key.
+    #[error("secret {namespace}/{name}: {message}")]
+    Secret { namespace: String, name: String, message: String },
+
+    /// A node cannot be mapped to an OpenStack server: no action is ever taken on a guess.
+    #[error("node {node} cannot be mapped to an OpenStack server: {message}")]
+    Unmappable { node: String, message: String },
+
+    /// An object we read was not in the shape we expect.
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+
+    /// Adding or removing our finalizer failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short, stable name for the kind of failure: the event reason and the metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "KubernetesApiError",
+            Error::InvalidSpec { .. } => "InvalidSpec",
+            Error::Secret { .. } => "CloudSecretError",
+            Error::Unmappable { .. } => "ServerNotMappable",
+            Error::Serialization(_) => "SerializationError",
+            Error::Finalizer(_) => "FinalizerError",
+        }
+    }
+
+    /// Whether retrying the same reconcile soon can succeed without anyone changing anything.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Kube(e) => !matches!(e, kube::Error::Api(s) if s.code == 400 || s.code == 422),
+            Error::InvalidSpec { .. } | Error::Secret { .. } | Error::Unmappable { .. } => false,
+            Error::Serialization(_) => false,
+            Error::Finalizer(e) => match e.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(inner)
+                | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.retryable(),
+                _ => true,
+            },
+        }
+    }
+
+    /// How long to wait before the next attempt: soon for transient failures, a while for
+    /// input that must be fixed by someone (a watch event on the object retriggers anyway).
+    pub fn requeue_after(&self) -> Duration {
+        if self.retryable() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_secs(300)
+        }
+    }
+}
+
+/// The operator's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
