@@ -27,8 +27,10 @@ unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
 test: testbed lint
+	@rm -f target/test-timings.txt
 	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) \
 	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+	@echo "=== timings measured by the tests"; cat target/test-timings.txt 2>/dev/null || true
 
 generate:
 	$(CARGO) run --locked --quiet --bin crdgen -- --out-dir crds

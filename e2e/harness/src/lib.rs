@@ -185,6 +185,12 @@ impl TestBed {
         self.cp.stop();
     }
 
+    /// Starts a process of the test's own (the operator, say) in the run folder, watched by the
+    /// test bed's watchdog like every other process.
+    pub fn spawn_process(&self, name: &str, cmd: std::process::Command) -> Result<procs::Proc> {
+        self._launcher.spawn(name, cmd)
+    }
+
     /// A new admin client, bound to the caller's runtime.
     pub async fn client(&self) -> Result<kube::Client> {
         self.cp.admin_client().await
@@ -443,6 +449,20 @@ pub fn runs_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| controlplane::repo_root().join("target"));
     target.join("testbed-runs")
+}
+
+/// Records a measured duration: printed, and appended to `target/test-timings.txt`, which
+/// `make test` prints at the end (libtest hides the output of passing tests).
+pub fn report_timing(what: &str, took: Duration) {
+    use std::io::Write;
+    let line = format!("{what}: {:.1} s", took.as_secs_f64());
+    eprintln!("[timing] {line}");
+    let path = runs_dir().parent().map(|p| p.join("test-timings.txt"));
+    if let Some(path) = path
+        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 /// Polls `check` every 100 ms until it returns true or `timeout` passes.

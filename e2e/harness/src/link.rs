@@ -87,7 +87,7 @@ async fn reconcile(
     let mut pending = false;
     for server in servers {
         let (node_name, blueprint) = {
-            let mut reg = registry.lock().expect("registry lock");
+            let reg = registry.lock().expect("registry lock");
             let Some(cluster) = reg.cluster_of(server) else { continue };
             let Some(blueprint) = reg.clusters.get(&cluster).cloned() else { continue };
             (reg.nodes.get(&server.id).cloned(), blueprint)
@@ -179,7 +179,8 @@ pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Re
             _ => Ok(()),
         }
     } else {
-        let now = jiff::Timestamp::now().to_string();
+        // MicroTime: the apiserver insists on exactly six fractional digits.
+        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         let body = json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",

@@ -8,7 +8,7 @@ use anyhow::Result;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use nodehealer_testbed::workloads::{attached_nodes, pv_name, running_on, stateful_app};
-use nodehealer_testbed::{ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, ready_status, taint_strings, wait_for};
+use nodehealer_testbed::{ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, ready_status, report_timing, taint_strings, wait_for};
 use serde_json::json;
 
 const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute";
@@ -49,8 +49,8 @@ async fn a_dead_server_makes_its_node_unknown_and_tainted_unreachable() -> Resul
             && taints.contains(&"node.kubernetes.io/unreachable:NoSchedule".to_string()))
     })
     .await?;
-    eprintln!("[timing] server crash -> Ready=Unknown: {:.1} s; -> unreachable taints: {:.1} s",
-        unknown_after.as_secs_f64(), died.elapsed().as_secs_f64());
+    report_timing("test bed: server crash -> node Ready=Unknown", unknown_after);
+    report_timing("test bed: server crash -> unreachable taints", died.elapsed());
 
     // The other nodes are untouched.
     for other in cluster.servers.keys().filter(|n| **n != victim) {
@@ -98,11 +98,8 @@ async fn the_out_of_service_taint_moves_the_pod_and_its_volume() -> Result<()> {
         Ok(attached_nodes(&client, &pv).await? == vec![new_node.clone()])
     })
     .await?;
-    eprintln!(
-        "[timing] out-of-service taint -> pod Running on {new_node}: {:.1} s; volume attached there: {:.1} s",
-        moved.as_secs_f64(),
-        (moved + volume).as_secs_f64()
-    );
+    report_timing("test bed: out-of-service taint -> StatefulSet pod Running on another node", moved);
+    report_timing("test bed: out-of-service taint -> volume attached to the new node", moved + volume);
     assert_ne!(new_node, victim);
     assert!(tainted.elapsed() < Duration::from_secs(120));
     Ok(())

@@ -1,0 +1,100 @@
+//! Shared by the operator's end-to-end tests: installs the CRDs into the shared test bed and
+//! runs the `nodehealer` binary as a process of its own, scoped to one test.
+#![allow(dead_code)]
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use nodehealer_testbed::procs::{Proc, free_port};
+use nodehealer_testbed::{TestBed, wait_for};
+use tokio::sync::OnceCell;
+
+/// The label every test's NodeHealthChecks carry, with the test's namespace as the value; the
+/// test's operator only reconciles its own (`--nhc-selector`).
+pub const SCOPE_LABEL: &str = "nodehealer.io/test-scope";
+
+static CRDS: OnceCell<()> = OnceCell::const_new();
+
+/// The shared test bed with our CRDs installed and established.
+pub async fn testbed() -> Result<&'static TestBed> {
+    let tb = TestBed::shared();
+    CRDS.get_or_try_init(|| async {
+        let client = tb.client().await?;
+        let api: Api<CustomResourceDefinition> = Api::all(client);
+        for crd in nodehealer::api::crds() {
+            let name = crd.metadata.name.clone().context("crd name")?;
+            api.patch(&name, &PatchParams::apply("nodehealer-tests").force(), &Patch::Apply(&crd))
+                .await?;
+            wait_for(Duration::from_secs(30), "the CRD to be established", || async {
+                let crd = api.get(&name).await?;
+                Ok(crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True"))
+            })
+            .await?;
+        }
+        anyhow::Ok(())
+    })
+    .await?;
+    Ok(tb)
+}
+
+/// A running operator process.
+pub struct Operator {
+    pub proc: Proc,
+    pub http_port: u16,
+    pub args: Vec<String>,
+    name: String,
+}
+
+impl Operator {
+    /// Starts the operator for the test whose namespace is `ns`: Remediations in `ns`, the
+    /// NodeHealthChecks labelled with `SCOPE_LABEL=ns`, its leader Lease in `ns`.
+    pub fn start(tb: &TestBed, ns: &str, extra: &[&str]) -> Result<Operator> {
+        Self::start_named(tb, ns, "operator", extra)
+    }
+
+    /// Like `start`, with a name for the process (two replicas of one test, say).
+    pub fn start_named(tb: &TestBed, ns: &str, name: &str, extra: &[&str]) -> Result<Operator> {
+        let http_port = free_port()?;
+        let mut args: Vec<String> = vec![
+            format!("--kubeconfig={}", tb.cp.kubeconfig.display()),
+            format!("--namespace={ns}"),
+            format!("--watch-namespace={ns}"),
+            format!("--nhc-selector={SCOPE_LABEL}={ns}"),
+            format!("--http-address=127.0.0.1:{http_port}"),
+            format!("--identity={ns}-{name}"),
+            "--log=info,nodehealer=debug".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodehealer"));
+        cmd.args(&args);
+        let proc = tb.spawn_process(&format!("{ns}-{name}"), cmd)?;
+        Ok(Operator { proc, http_port, args, name: name.to_string() })
+    }
+
+    /// Starts the same operator again (after a kill, say).
+    pub fn restart(&mut self, tb: &TestBed) -> Result<()> {
+        self.proc.kill();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodehealer"));
+        cmd.args(&self.args);
+        self.proc = tb.spawn_process(&format!("{}-restarted", self.proc.name), cmd)?;
+        Ok(())
+    }
+
+    /// The operator's /metrics text.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port)).await?.text().await?)
+    }
+
+    /// The tail of the operator's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        self.proc.log_tail(60)
+    }
+}
