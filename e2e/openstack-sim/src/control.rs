@@ -2,7 +2,7 @@
 //! simulator (JSON, no authentication):
 //!
 //! - `GET /_sim/servers`, `GET /_sim/servers/{id}`: [`crate::ServerView`]s
-//! - `POST /_sim/servers/{id}/crash`, `/host-down`, `/host-up`: 204
+//! - `POST /_sim/servers/{id}/crash`, `/host-down`, `/host-up`, `/error`: 204
 //! - `POST /_sim/servers/{id}/refuse-power-off` with `{"refuse": true|false}` (no body: true)
 //! - `GET /_sim/requests` (the request log), `DELETE /_sim/requests` (clears it)
 //! - `GET /_sim/faults`, `POST /_sim/faults` with a [`crate::Fault`] (201 `{"id": n}`),
@@ -67,6 +67,7 @@ async fn server_verb(
         "crash" => sim.crash_server(&id),
         "host-down" => sim.host_down(&id),
         "host-up" => sim.host_up(&id),
+        "error" => sim.set_server_error(&id),
         "refuse-power-off" => {
             let refuse = if body.iter().all(u8::is_ascii_whitespace) {
                 true

@@ -5,7 +5,7 @@
 //!
 //! # The model
 //!
-//! One [`State`](state) behind a mutex holds identities, tokens, servers and clusters.
+//! One `State` (module `state`) behind a mutex holds identities, tokens, servers and clusters.
 //! HTTP handlers (`keystone`, `nova`, `magnum`, `control`) turn requests into calls on it
 //! and render its data in each service's published JSON shapes. Nova and Magnum accept an
 //! action at once (202, as the real APIs do, because they hand the work to a compute host
@@ -53,7 +53,7 @@ use axum::Router;
 use tokio::sync::{Notify, watch};
 
 pub use faults::{Fault, FaultKind, HANG_LIMIT, Service};
-pub use requests::LoggedRequest;
+pub use requests::{LOG_LIMIT, LoggedRequest};
 pub use state::{
     BusyClusterPolicy, ClusterView, NewCluster, NewNodeGroup, NewServer, NodeGroupView, ServerView,
     power_state,
@@ -259,6 +259,15 @@ impl Sim {
         }
     }
 
+    /// A Nova operation fails and leaves the server in ERROR (vm_state `error`); the
+    /// guest's power is unchanged. Stop, hard reboot, rebuild and delete are allowed from
+    /// there, as in Nova.
+    pub fn set_server_error(&self, id: &str) {
+        if !self.with(|st| st.set_error(id)) {
+            tracing::warn!(server = id, "set_server_error: no such server");
+        }
+    }
+
     /// The hypervisor fails: the guest no longer runs but Nova still says ACTIVE; actions
     /// are accepted and never complete (e.g. `os-stop` stays in `powering-off`); DELETE is
     /// a local delete in nova-api and succeeds at once.
@@ -305,7 +314,8 @@ impl Sim {
         self.with_quiet(|st| st.faults.clear());
     }
 
-    /// Every API request so far, oldest first (control requests included).
+    /// Every API request so far, oldest first (control requests included; the newest
+    /// [`LOG_LIMIT`] at most).
     pub fn request_log(&self) -> Vec<LoggedRequest> {
         self.read(|st| st.log.clone())
     }

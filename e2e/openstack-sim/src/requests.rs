@@ -36,6 +36,10 @@ pub struct LoggedRequest {
     pub duration_ms: u64,
 }
 
+/// The log keeps the newest entries only, so a long test-bed run cannot grow it without
+/// bound.
+pub const LOG_LIMIT: usize = 100_000;
+
 /// Bodies are small JSON documents; anything bigger is a client bug.
 const BODY_LIMIT: usize = 1 << 20;
 
@@ -108,7 +112,12 @@ pub(crate) async fn observe(State(sim): State<Sim>, req: Request, next: Next) ->
     entry.status = response.status().as_u16();
     entry.duration_ms = started.elapsed().as_millis() as u64;
     tracing::debug!(method = %entry.method, path = %entry.path, status = entry.status, "request");
-    sim.with_quiet(|st| st.log.push(entry));
+    sim.with_quiet(|st| {
+        if st.log.len() >= LOG_LIMIT {
+            st.log.drain(..LOG_LIMIT / 10);
+        }
+        st.log.push(entry);
+    });
     response
 }
 

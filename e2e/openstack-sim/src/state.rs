@@ -820,6 +820,26 @@ impl State {
         true
     }
 
+    /// A failed operation leaves the server in ERROR; its guest's power is unchanged.
+    pub fn set_error(&mut self, id: &str) -> bool {
+        let Some(s) = self.servers.get_mut(id) else {
+            return false;
+        };
+        s.vm_state = VmState::Error;
+        if !matches!(
+            s.pending,
+            Some(Pending {
+                step: Step::Deleted,
+                ..
+            })
+        ) {
+            s.pending = None;
+            s.task_state = None;
+        }
+        s.updated = Timestamp::now();
+        true
+    }
+
     pub fn set_host_down(&mut self, id: &str, down: bool, now: Instant) -> bool {
         let delay = self.config.transition_delay;
         let Some(s) = self.servers.get_mut(id) else {

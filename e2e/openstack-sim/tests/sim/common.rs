@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 /// Fast transitions keep the suite quick; every wait below is bounded by [`WAIT`].
 pub const DELAY: Duration = Duration::from_millis(50);
 pub const WAIT: Duration = Duration::from_secs(5);
+/// For tests that look at a transition half-way: wide enough that a busy machine does not
+/// skip past the intermediate state between two requests.
+pub const SLOW: Duration = Duration::from_millis(500);
 pub const PROJECT: &str = "k8s-infra";
 pub const USER: &str = "nodehealer";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -45,6 +48,14 @@ pub fn config() -> SimConfig {
 
 pub async fn env() -> Env {
     env_with(config()).await
+}
+
+pub async fn slow_env() -> Env {
+    env_with(SimConfig {
+        transition_delay: SLOW,
+        ..SimConfig::default()
+    })
+    .await
 }
 
 pub async fn env_with(config: SimConfig) -> Env {

@@ -194,7 +194,7 @@ async fn the_health_status_is_patched() {
 
 #[tokio::test]
 async fn a_node_count_patch_resizes_the_default_workers() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 2));
     let doc = json!([{"op": "replace", "path": "/node_count", "value": 3}]);
     assert_eq!(
@@ -343,7 +343,7 @@ async fn versions_are_negotiated() {
 
 #[tokio::test]
 async fn a_resize_replaces_the_removed_server() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 3));
     let before = worker_ids(&env, &id);
     let victim = before[1].clone();
@@ -425,7 +425,7 @@ async fn a_resize_replaces_the_removed_server() {
 
 #[tokio::test]
 async fn a_resize_is_refused_while_the_cluster_is_busy() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 2));
     let url = format!("/clusters/{id}/actions/resize");
     let body = json!({"node_count": 3});

@@ -234,7 +234,7 @@ async fn microversions_are_negotiated_and_shape_the_server() {
 
 #[tokio::test]
 async fn stop_and_start_go_through_their_task_states() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_server(worker("k8s-node-0"));
 
     let r = env.action(&id, json!({"os-stop": null})).await;
@@ -298,7 +298,7 @@ async fn stop_and_start_go_through_their_task_states() {
 #[tokio::test]
 async fn soft_and_hard_reboots() {
     let env = env_with(SimConfig {
-        transition_delay: Duration::from_millis(200),
+        transition_delay: SLOW * 2,
         ..config()
     })
     .await;
@@ -373,7 +373,7 @@ async fn soft_and_hard_reboots() {
 #[tokio::test]
 async fn rebuild_runs_the_new_image_and_keeps_a_stopped_server_stopped() {
     let env = env_with(SimConfig {
-        transition_delay: Duration::from_millis(200),
+        transition_delay: SLOW * 2,
         ..config()
     })
     .await;
@@ -436,7 +436,7 @@ async fn rebuild_runs_the_new_image_and_keeps_a_stopped_server_stopped() {
 
 #[tokio::test]
 async fn delete_takes_the_server_away() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_server(worker("k8s-node-0"));
     let r = env
         .nova(Method::DELETE, &format!("/servers/{id}"), "", None)
@@ -571,7 +571,7 @@ async fn when_the_host_comes_back_a_stuck_stop_completes() {
 
 #[tokio::test]
 async fn a_server_that_refuses_to_power_off_stays_active() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_server(worker("k8s-node-0"));
     env.sim.refuse_power_off(&id, true);
     assert_eq!(
@@ -600,7 +600,7 @@ async fn a_server_that_refuses_to_power_off_stays_active() {
 
 #[tokio::test]
 async fn the_watch_channel_follows_timed_transitions() {
-    let env = env().await;
+    let env = slow_env().await;
     let id = env.sim.create_server(worker("k8s-node-0"));
     let mut rx = env.sim.watch_servers();
     let status =
@@ -647,4 +647,46 @@ async fn the_watch_channel_follows_timed_transitions() {
         .expect("a change")
         .unwrap();
     assert_eq!(rx.borrow().len(), 2);
+}
+
+#[tokio::test]
+async fn a_server_in_error_can_be_hard_rebooted_or_stopped() {
+    let env = env().await;
+    let id = env.sim.create_server(worker("k8s-node-0"));
+    env.sim.set_server_error(&id);
+    let s = env.server(&id);
+    assert_eq!((s.status.as_str(), s.vm_state.as_str()), ("ERROR", "error"));
+    assert_conflict(
+        &env,
+        &id,
+        json!({"reboot": {"type": "SOFT"}}),
+        &format!("Cannot 'reboot' instance {id} while it is in vm_state error"),
+    )
+    .await;
+    assert_conflict(
+        &env,
+        &id,
+        json!({"os-start": null}),
+        &format!("Cannot 'start' instance {id} while it is in vm_state error"),
+    )
+    .await;
+    assert_eq!(
+        env.action(&id, json!({"reboot": {"type": "HARD"}}))
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        env.server(&id).status,
+        "ERROR",
+        "Nova's status map keeps ERROR during the reboot"
+    );
+    env.wait_status(&id, "ACTIVE").await;
+
+    env.sim.set_server_error(&id);
+    assert_eq!(
+        env.action(&id, json!({"os-stop": null})).await.status,
+        StatusCode::ACCEPTED
+    );
+    env.wait_status(&id, "SHUTOFF").await;
 }
