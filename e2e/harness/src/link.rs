@@ -63,9 +63,12 @@ pub async fn run(client: kube::Client, sim: Sim, registry: Arc<Mutex<Registry>>,
     let mut rx = sim.watch_servers();
     // Server id → whether its kubelet is currently allowed to heartbeat, as last applied.
     let mut applied: HashMap<String, bool> = HashMap::new();
+    // Server id → how often it has booted, as last seen.
+    let mut boots: HashMap<String, u32> = HashMap::new();
     loop {
         let servers = rx.borrow_and_update().clone();
-        let pending = reconcile(&client, &servers, &registry, &mut applied).await;
+        let mut pending = reconcile(&client, &servers, &registry, &mut applied).await;
+        pending |= restart_kubelets(&client, &servers, &registry, &mut boots).await;
         // Wake on a server change, on a newly registered cluster, or (when something failed,
         // the apiserver being busy, say) soon anyway to retry.
         let retry = if pending { Duration::from_millis(300) } else { Duration::from_secs(3600) };
@@ -147,6 +150,35 @@ async fn reconcile(
                 tracing::warn!(%node, "silencing deleted server's node: {e:#}");
                 pending = true;
             }
+        }
+    }
+    pending
+}
+
+/// A server that boots again (start, reboot, rebuild) restarts its kubelet: a hung kubelet
+/// is cured by the reboot, as on a real machine.
+async fn restart_kubelets(
+    client: &kube::Client,
+    servers: &[ServerView],
+    registry: &Arc<Mutex<Registry>>,
+    boots: &mut HashMap<String, u32>,
+) -> bool {
+    let mut pending = false;
+    for server in servers {
+        let count = server.starts + server.soft_reboots + server.hard_reboots + server.rebuilds;
+        let previous = boots.insert(server.id.clone(), count);
+        if previous.is_none_or(|p| p == count) {
+            continue;
+        }
+        let Some(node) = registry.lock().expect("registry lock").nodes.get(&server.id).cloned() else {
+            continue;
+        };
+        let nodes: Api<Node> = Api::all(client.clone());
+        let patch = json!({"metadata": {"labels": {crate::nodes::KUBELET_HANG_LABEL: null}}});
+        if let Err(e) = nodes.patch(&node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            tracing::warn!(%node, "restarting the kubelet: {e:#}");
+            boots.insert(server.id.clone(), previous.unwrap_or_default());
+            pending = true;
         }
     }
     pending

@@ -135,6 +135,19 @@ async fn a_hung_kubelet_is_not_ready_while_its_server_stays_active() -> Result<(
         Ok(ready_status(&node(&client, &victim).await?).as_deref() == Some("True"))
     })
     .await?;
+
+    // A reboot restarts a hung kubelet, as on a real machine.
+    let other = cluster.nodes_with_role("worker")[1].clone();
+    tb.kubelet_hang(&other).await?;
+    wait_for(Duration::from_secs(20), "the second node Ready=False", || async {
+        Ok(ready_status(&node(&client, &other).await?).as_deref() == Some("False"))
+    })
+    .await?;
+    tb.nova_action(&cluster.servers[&other], json!({"reboot": {"type": "SOFT"}})).await?;
+    wait_for(Duration::from_secs(20), "Ready=True after a soft reboot", || async {
+        Ok(ready_status(&node(&client, &other).await?).as_deref() == Some("True"))
+    })
+    .await?;
     Ok(())
 }
 
