@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams};
 use kube::runtime::events::Reporter;
 
 use nodehealer::api::{NodeHealthCheck, Remediation, RemediationTemplate};
-use nodehealer::controller::{self, Settings};
+use nodehealer::controller::{self, ControllerKind, Settings};
 use nodehealer::leader::{self, ElectionConfig};
 use nodehealer::server::{self, Readiness};
 
@@ -68,6 +68,10 @@ struct Args {
     /// OpenStack action is sent, whatever the resources say.
     #[arg(long, env = "NODEHEALER_DRY_RUN", default_value_t = false, action = clap::ArgAction::Set)]
     dry_run: bool,
+
+    /// Which controllers run in this process (comma-separated).
+    #[arg(long, env = "NODEHEALER_CONTROLLERS", value_enum, value_delimiter = ',', default_values_t = [ControllerKind::Nhc, ControllerKind::Remediation])]
+    controllers: Vec<ControllerKind>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -88,7 +92,6 @@ async fn main() -> Result<()> {
     let identity = args.identity.clone().unwrap_or_else(|| {
         format!("{}-{}", hostname(), std::process::id())
     });
-    let readiness = Readiness::new(controller::Controllers::CACHES);
     let settings = Settings {
         dry_run: args.dry_run,
         watch_namespace: args.watch_namespace.clone(),
@@ -97,7 +100,9 @@ async fn main() -> Result<()> {
             controller: "nodehealer".into(),
             instance: Some(identity.clone()),
         },
+        enabled: args.controllers.clone(),
     };
+    let readiness = Readiness::new(controller::Controllers::caches(&settings));
     let mut registry = prometheus_client::registry::Registry::with_prefix("nodehealer");
     let controllers = controller::Controllers::new(client.clone(), settings, &mut registry);
     let registry = Arc::new(registry);

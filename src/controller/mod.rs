@@ -23,31 +23,55 @@ pub struct Settings {
     pub nhc_selector: Option<String>,
     /// Who writes our events.
     pub reporter: Reporter,
+    /// Which controllers run in this process.
+    pub enabled: Vec<ControllerKind>,
 }
 
-/// Both controllers, ready to run.
+/// The controllers of the operator; all run by default, one or the other for split deployments
+/// (or a test that drives only one side of the remediation contract).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControllerKind {
+    /// The NodeHealthCheck controller: detects, decides, creates Remediations.
+    Nhc,
+    /// The Remediation controller: fences, frees workloads, recovers.
+    Remediation,
+}
+
+/// The enabled controllers, ready to run.
 pub struct Controllers {
-    nhc: Arc<nhc::Context>,
-    remediation: Arc<remediation::Context>,
+    nhc: Option<Arc<nhc::Context>>,
+    remediation: Option<Arc<remediation::Context>>,
 }
 
 impl Controllers {
-    /// How many controllers report a cache sync to `Readiness`.
-    pub const CACHES: usize = 2;
-
-    /// Builds the controllers' contexts and registers their metrics.
+    /// Builds the enabled controllers' contexts and registers their metrics.
     pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
+        let on = |k| settings.enabled.contains(&k);
         Self {
-            nhc: Arc::new(nhc::Context::new(client.clone(), settings.clone(), registry)),
-            remediation: Arc::new(remediation::Context::new(client, settings, registry)),
+            nhc: on(ControllerKind::Nhc)
+                .then(|| Arc::new(nhc::Context::new(client.clone(), settings.clone(), registry))),
+            remediation: on(ControllerKind::Remediation)
+                .then(|| Arc::new(remediation::Context::new(client, settings.clone(), registry))),
         }
     }
 
-    /// Runs both until `stop` turns true.
+    /// How many controllers will report a cache sync to `Readiness`.
+    pub fn caches(settings: &Settings) -> usize {
+        settings.enabled.len()
+    }
+
+    /// Runs the enabled controllers until `stop` turns true.
     pub async fn run(self, readiness: Readiness, stop: watch::Receiver<bool>) {
-        tokio::join!(
-            nhc::run(self.nhc, readiness.clone(), stop.clone()),
-            remediation::run(self.remediation, readiness, stop),
-        );
+        let nhc = async {
+            if let Some(ctx) = self.nhc {
+                nhc::run(ctx, readiness.clone(), stop.clone()).await
+            }
+        };
+        let remediation = async {
+            if let Some(ctx) = self.remediation {
+                remediation::run(ctx, readiness.clone(), stop.clone()).await
+            }
+        };
+        tokio::join!(nhc, remediation);
     }
 }
