@@ -12,4 +12,5 @@ pub mod decide;
 pub mod error;
 pub mod health;
 pub mod leader;
+pub mod remediation;
 pub mod server;

@@ -332,4 +332,10 @@ pub struct OpenStackRequest {
     /// The object it acted on, e.g. the server id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+
+    /// What came back: `Accepted`, or `Failed: <reason>`. Empty while the answer is unknown —
+    /// recorded before sending, so a controller that restarts in between knows the request may
+    /// have reached OpenStack and checks the server before ever sending it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }

@@ -1,0 +1,766 @@
+//! The Remediation step machine: a pure function from (spec, status, what was observed, now) to
+//! the next status and the one action to take. The controller persists the status *before* it
+//! acts, so every OpenStack request is on record before it leaves; after a crash or a leader
+//! change the new controller reads the record and checks the server instead of sending again.
+//!
+//! Steps, by action:
+//!
+//! | action | steps |
+//! |---|---|
+//! | `Reboot` | Reboot (soft, then hard if the node is not back in half the recover timeout) → node Ready |
+//! | `PowerCycle` | Fence (`os-stop`, confirmed `SHUTOFF`) → ReleaseWorkloads → Recover (`os-start`) → WaitForNode |
+//! | `Rebuild` | Fence → ReleaseWorkloads → Recover (`rebuild` with the server's image, then `os-start` if Nova left it off) → WaitForNode |
+//! | `Replace` | Fence by removal (Magnum resize with `nodes_to_remove`, or Nova delete; confirmed when the server is gone) → ReleaseWorkloads → Recover (the Node object is deleted; Magnum's update completes) |
+//!
+//! Safety: ReleaseWorkloads — the only step that puts the out-of-service taint on a node or
+//! deletes its pods — starts only after the Fence step saw the server `SHUTOFF` (with no task
+//! running) or gone. A node that is Ready when the remediation starts is never fenced.
+
+use std::time::Duration as StdDuration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::conditions::set_condition;
+use crate::api::contract::{
+    PERMANENT_NODE_DELETION_EXPECTED_CONDITION, PROCESSING_CONDITION, SUCCEEDED_CONDITION,
+};
+use crate::api::{
+    OpenStackRequest, RebootType, RemediationAction, RemediationPhase, RemediationSpec,
+    RemediationStatus, StepRecord, WorkloadEviction,
+};
+
+/// Our taint while a node is being remediated: nothing new is scheduled onto it.
+pub const REMEDIATING_TAINT_KEY: &str = "nodehealer.io/remediating";
+/// The Kubernetes non-graceful node shutdown taint.
+pub const OUT_OF_SERVICE_TAINT_KEY: &str = "node.kubernetes.io/out-of-service";
+/// The value Kubernetes documents for the out-of-service taint (only the key is checked).
+pub const OUT_OF_SERVICE_TAINT_VALUE: &str = "nodeshutdown";
+
+/// Step names as they appear in `status.steps[].name`.
+pub const STEP_REBOOT: &str = "Reboot";
+pub const STEP_FENCE: &str = "Fence";
+pub const STEP_RELEASE: &str = "ReleaseWorkloads";
+pub const STEP_RECOVER: &str = "Recover";
+pub const STEP_WAIT_FOR_NODE: &str = "WaitForNode";
+
+/// Request names as they appear in `status.steps[].requests[].action`.
+pub const REQ_STOP: &str = "os-stop";
+pub const REQ_START: &str = "os-start";
+pub const REQ_REBOOT_SOFT: &str = "reboot-soft";
+pub const REQ_REBOOT_HARD: &str = "reboot-hard";
+pub const REQ_REBUILD: &str = "rebuild";
+pub const REQ_DELETE: &str = "delete";
+pub const REQ_RESIZE: &str = "magnum-resize";
+
+/// Outcome recorded for a request OpenStack accepted.
+pub const OUTCOME_ACCEPTED: &str = "Accepted";
+
+/// A request whose answer never arrived (the controller died in between) is taken as lost only
+/// when the server shows no sign of it for this long; then it may be sent again.
+pub const LOST_REQUEST_GRACE: StdDuration = StdDuration::from_secs(30);
+/// After OpenStack refused or failed a request, wait this long before sending it again.
+pub const FAILED_REQUEST_BACKOFF: StdDuration = StdDuration::from_secs(5);
+/// How often to look again while waiting for something outside our control.
+pub const POLL: StdDuration = StdDuration::from_secs(1);
+
+/// The node as observed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeObservation {
+    /// The Ready condition is `True`.
+    pub ready: bool,
+}
+
+/// The server as Nova reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerState {
+    pub status: String,
+    pub task_state: Option<String>,
+    pub image_id: String,
+    /// Nova's `updated`: changes whenever the server does.
+    pub updated: Option<Timestamp>,
+}
+
+impl ServerState {
+    /// Powered off, with nothing in progress: the guest cannot write anywhere.
+    pub fn is_off(&self) -> bool {
+        self.status == "SHUTOFF" && self.task_state.is_none()
+    }
+    /// Running, with nothing in progress.
+    pub fn is_active(&self) -> bool {
+        self.status == "ACTIVE" && self.task_state.is_none()
+    }
+}
+
+/// What the controller learned from Nova this time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerObservation {
+    /// Nova says the server does not exist (404).
+    Gone,
+    Present(ServerState),
+}
+
+/// Pods and VolumeAttachments still bound to the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Workloads {
+    pub pods: usize,
+    pub volume_attachments: usize,
+}
+
+/// Everything the step machine needs to know, gathered by the controller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// None when the Node object does not exist (any more).
+    pub node: Option<NodeObservation>,
+    /// The server; the controller always looks before a step that acts on it.
+    pub server: ServerObservation,
+    /// Filled in during ReleaseWorkloads.
+    pub workloads: Option<Workloads>,
+    /// The Magnum cluster's status, when the spec names a cluster.
+    pub cluster_status: Option<String>,
+}
+
+/// The one thing to do after persisting the new status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Nothing: look again after this long.
+    Wait(StdDuration),
+    /// Send this OpenStack request (already on record in the status, with no outcome yet).
+    Cloud(CloudRequest),
+    /// Delete the node's pods (forcefully) and its VolumeAttachments (`ResourceDeletion`).
+    DeleteWorkloads,
+    /// Delete the Node object (`Replace`: its server is gone for good).
+    DeleteNode,
+    /// The remediation is over; nothing more will happen.
+    Done,
+}
+
+/// An OpenStack request the controller sends for the step machine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CloudRequest {
+    Stop,
+    Start,
+    Reboot {
+        hard: bool,
+    },
+    Rebuild {
+        image_id: String,
+    },
+    Delete,
+    /// Magnum resize of the server's nodegroup, removing the server, keeping the node count.
+    MagnumResize,
+}
+
+impl CloudRequest {
+    /// The name recorded in the status.
+    pub fn record_name(&self) -> &'static str {
+        match self {
+            CloudRequest::Stop => REQ_STOP,
+            CloudRequest::Start => REQ_START,
+            CloudRequest::Reboot { hard: false } => REQ_REBOOT_SOFT,
+            CloudRequest::Reboot { hard: true } => REQ_REBOOT_HARD,
+            CloudRequest::Rebuild { .. } => REQ_REBUILD,
+            CloudRequest::Delete => REQ_DELETE,
+            CloudRequest::MagnumResize => REQ_RESIZE,
+        }
+    }
+}
+
+/// What happened worth an event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The result of one step of the machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub status: RemediationStatus,
+    pub action: Action,
+    pub notice: Option<Notice>,
+}
+
+/// Our taints the node should carry now, given the (new) status: `(key, value, effect)`.
+pub fn desired_taints(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut taints = Vec::new();
+    let phase = status.phase.unwrap_or(RemediationPhase::Pending);
+    if phase.is_final() || !spec.action.fences() {
+        return taints;
+    }
+    if status.steps.is_empty() {
+        return taints;
+    }
+    taints.push((REMEDIATING_TAINT_KEY, "", "NoSchedule"));
+    let releasing = status
+        .steps
+        .last()
+        .is_some_and(|s| s.name == STEP_RELEASE && s.finished.is_none());
+    if releasing && spec.workload_eviction == WorkloadEviction::OutOfServiceTaint {
+        taints.push((
+            OUT_OF_SERVICE_TAINT_KEY,
+            OUT_OF_SERVICE_TAINT_VALUE,
+            "NoExecute",
+        ));
+    }
+    taints
+}
+
+/// Advances the machine by one step.
+pub fn next(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+    observed: &Observed,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Plan {
+    let mut m = Machine {
+        spec,
+        status: status.clone(),
+        observed,
+        now,
+        generation,
+        notice: None,
+    };
+    let action = m.advance();
+    m.sync_conditions();
+    Plan {
+        status: m.status,
+        action,
+        notice: m.notice,
+    }
+}
+
+struct Machine<'a> {
+    spec: &'a RemediationSpec,
+    status: RemediationStatus,
+    observed: &'a Observed,
+    now: Timestamp,
+    generation: Option<i64>,
+    notice: Option<Notice>,
+}
+
+impl Machine<'_> {
+    fn advance(&mut self) -> Action {
+        if self.status.phase.is_some_and(|p| p.is_final()) {
+            return Action::Done;
+        }
+        let Some(step) = self.status.steps.last().cloned() else {
+            return self.start();
+        };
+        if step.finished.is_some() {
+            return self.after(&step.name);
+        }
+        match step.name.as_str() {
+            STEP_REBOOT => self.reboot(&step),
+            STEP_FENCE => self.fence(&step),
+            STEP_RELEASE => self.release(&step),
+            STEP_RECOVER => self.recover(&step),
+            STEP_WAIT_FOR_NODE => self.wait_for_node(&step),
+            other => self.fail(format!("unknown step {other:?} in status")),
+        }
+    }
+
+    /// The first decision: a Ready node is left alone, whatever the action.
+    fn start(&mut self) -> Action {
+        if self.observed.node.as_ref().is_some_and(|n| n.ready) {
+            return self.succeed("NodeReady", "the node is Ready: nothing to do".into());
+        }
+        if self.spec.action.fences() {
+            self.begin(STEP_FENCE, RemediationPhase::Fencing);
+            self.note(
+                false,
+                "Fencing",
+                "fencing the node's server through OpenStack".into(),
+            );
+        } else {
+            self.begin(STEP_REBOOT, RemediationPhase::Recovering);
+            self.note(false, "Rebooting", "rebooting the node's server".into());
+        }
+        Action::Wait(StdDuration::ZERO)
+    }
+
+    /// What follows a finished step.
+    fn after(&mut self, finished: &str) -> Action {
+        match finished {
+            STEP_FENCE => {
+                if self.spec.workload_eviction == WorkloadEviction::None {
+                    self.begin(STEP_RECOVER, RemediationPhase::Recovering);
+                } else {
+                    self.begin(STEP_RELEASE, RemediationPhase::ReleasingWorkloads);
+                    self.note(
+                        false,
+                        "ReleasingWorkloads",
+                        "the server is confirmed off: releasing the node's pods and volumes".into(),
+                    );
+                }
+            }
+            STEP_RELEASE => {
+                self.begin(STEP_RECOVER, RemediationPhase::Recovering);
+                self.note(
+                    false,
+                    "Recovering",
+                    "workloads released: bringing the capacity back".into(),
+                );
+            }
+            STEP_RECOVER => self.begin(STEP_WAIT_FOR_NODE, RemediationPhase::WaitingForNode),
+            _ => return self.fail(format!("nothing follows step {finished:?}")),
+        }
+        Action::Wait(StdDuration::ZERO)
+    }
+
+    fn reboot(&mut self, step: &StepRecord) -> Action {
+        if self.observed.node.as_ref().is_some_and(|n| n.ready) {
+            self.finish_step("the node is Ready again");
+            return self.succeed(
+                "NodeReady",
+                "the node is Ready again after the reboot".into(),
+            );
+        }
+        let timeout = self.spec.timeouts.recover.get();
+        if self.elapsed(step) > timeout {
+            return self.fail(format!(
+                "the node was not Ready within {} of the reboot",
+                self.spec.timeouts.recover
+            ));
+        }
+        let ServerObservation::Present(server) = &self.observed.server else {
+            return self.fail("the server is gone: a reboot cannot help".into());
+        };
+        let server = server.clone();
+        let soft_sent = last_request(step, REQ_REBOOT_SOFT).is_some();
+        let hard_sent = last_request(step, REQ_REBOOT_HARD).is_some();
+        let hard_now = match self.spec.openstack.reboot_type {
+            RebootType::Hard => true,
+            RebootType::Soft => false,
+            // A soft reboot gets half the time; a hung guest ignores it, so go hard.
+            RebootType::SoftThenHard => soft_sent && self.elapsed(step) > timeout / 2,
+        };
+        let name = if hard_now {
+            REQ_REBOOT_HARD
+        } else {
+            REQ_REBOOT_SOFT
+        };
+        let sent = if hard_now { hard_sent } else { soft_sent };
+        if !sent {
+            // Nova refuses a soft reboot unless the server is ACTIVE with no task.
+            if !hard_now && !server.is_active() {
+                return Action::Wait(POLL);
+            }
+            return self.send(CloudRequest::Reboot { hard: hard_now });
+        }
+        self.follow_up(name, &server, |s| {
+            matches!(s.status.as_str(), "REBOOT" | "HARD_REBOOT")
+                || s.task_state
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("reboot"))
+        })
+        .unwrap_or(Action::Wait(POLL))
+    }
+
+    fn fence(&mut self, step: &StepRecord) -> Action {
+        let confirmed = match &self.observed.server {
+            ServerObservation::Gone => Some("the server is gone"),
+            ServerObservation::Present(s)
+                if s.is_off() && self.spec.action != RemediationAction::Replace =>
+            {
+                Some("Nova reports the server SHUTOFF")
+            }
+            ServerObservation::Present(_) => None,
+        };
+        if let Some(how) = confirmed {
+            self.finish_step(how);
+            self.status.phase = Some(RemediationPhase::Fenced);
+            self.note(false, "Fenced", format!("fencing confirmed: {how}"));
+            return Action::Wait(StdDuration::ZERO);
+        }
+        if self.elapsed(step) > self.spec.timeouts.fence.get() {
+            let state = match &self.observed.server {
+                ServerObservation::Present(s) => format!(
+                    "status {}{}",
+                    s.status,
+                    s.task_state
+                        .as_ref()
+                        .map(|t| format!(", task {t}"))
+                        .unwrap_or_default()
+                ),
+                ServerObservation::Gone => "gone".into(),
+            };
+            return self.fail(format!(
+                "fencing not confirmed within {} (server {state}); no workload was released",
+                self.spec.timeouts.fence
+            ));
+        }
+        let ServerObservation::Present(server) = self.observed.server.clone() else {
+            unreachable!("a gone server is confirmed above")
+        };
+        if self.spec.action == RemediationAction::Replace {
+            let request = if self.spec.openstack.magnum.is_some() {
+                if let Some(status) = &self.observed.cluster_status
+                    && status.ends_with("_IN_PROGRESS")
+                    && last_request(step, REQ_RESIZE).is_none()
+                {
+                    self.set_step_message(format!(
+                        "waiting: the Magnum cluster is {status}; no resize is sent while it is busy"
+                    ));
+                    return Action::Wait(StdDuration::from_secs(5));
+                }
+                CloudRequest::MagnumResize
+            } else {
+                CloudRequest::Delete
+            };
+            let name = request.record_name();
+            if last_request(step, name).is_none() {
+                return self.send(request);
+            }
+            return self
+                .follow_up(name, &server, |s| {
+                    s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
+                })
+                .unwrap_or(Action::Wait(POLL));
+        }
+        if last_request(step, REQ_STOP).is_none() {
+            return self.send(CloudRequest::Stop);
+        }
+        self.follow_up(REQ_STOP, &server, |s| {
+            s.task_state.as_deref() == Some("powering-off") || s.status == "SHUTOFF"
+        })
+        .unwrap_or(Action::Wait(POLL))
+    }
+
+    fn release(&mut self, step: &StepRecord) -> Action {
+        let Some(w) = self.observed.workloads else {
+            return Action::Wait(POLL);
+        };
+        if w.pods == 0 && w.volume_attachments == 0 {
+            self.finish_step("no pod or VolumeAttachment left on the node");
+            if self.spec.action == RemediationAction::Replace {
+                // Its server is gone for good: the Node object goes too, once it holds nothing.
+                self.begin(STEP_RECOVER, RemediationPhase::Recovering);
+                return Action::DeleteNode;
+            }
+            return Action::Wait(StdDuration::ZERO);
+        }
+        if self.elapsed(step) > self.spec.timeouts.release_workloads.get() {
+            return self.fail(format!(
+                "{} pods and {} VolumeAttachments still on the node after {}",
+                w.pods, w.volume_attachments, self.spec.timeouts.release_workloads
+            ));
+        }
+        self.set_step_message(format!(
+            "waiting for {} pods and {} VolumeAttachments to leave the node",
+            w.pods, w.volume_attachments
+        ));
+        match self.spec.workload_eviction {
+            WorkloadEviction::ResourceDeletion => Action::DeleteWorkloads,
+            // The out-of-service taint (desired_taints) lets Kubernetes do it.
+            _ => Action::Wait(POLL),
+        }
+    }
+
+    fn recover(&mut self, step: &StepRecord) -> Action {
+        if self.elapsed(step) > self.spec.timeouts.recover.get() {
+            return self.fail(format!(
+                "the server did not recover within {}",
+                self.spec.timeouts.recover
+            ));
+        }
+        match self.spec.action {
+            RemediationAction::Replace => self.recover_replace(),
+            RemediationAction::PowerCycle => self.power_on(step),
+            RemediationAction::Rebuild => {
+                let ServerObservation::Present(server) = self.observed.server.clone() else {
+                    return self.fail("the server disappeared before it could be rebuilt".into());
+                };
+                if last_request(step, REQ_REBUILD).is_none() {
+                    if server.task_state.is_some() {
+                        return Action::Wait(POLL);
+                    }
+                    return self.send(CloudRequest::Rebuild {
+                        image_id: server.image_id.clone(),
+                    });
+                }
+                let rebuilding = |s: &ServerState| {
+                    s.status == "REBUILD"
+                        || s.task_state
+                            .as_deref()
+                            .is_some_and(|t| t.starts_with("rebuild"))
+                };
+                if let Some(action) = self.follow_up(REQ_REBUILD, &server, rebuilding) {
+                    return action;
+                }
+                // Nova leaves a server that was off when rebuilt off again.
+                self.power_on(step)
+            }
+            RemediationAction::Reboot => self.fail("a reboot has no recover step".into()),
+        }
+    }
+
+    /// `os-start` until Nova reports the server ACTIVE.
+    fn power_on(&mut self, step: &StepRecord) -> Action {
+        let ServerObservation::Present(server) = self.observed.server.clone() else {
+            return self.fail("the server disappeared before it could be powered on".into());
+        };
+        if server.is_active() {
+            self.finish_step("Nova reports the server ACTIVE");
+            return Action::Wait(StdDuration::ZERO);
+        }
+        if last_request(step, REQ_START).is_none() {
+            if !server.is_off() {
+                return Action::Wait(POLL);
+            }
+            return self.send(CloudRequest::Start);
+        }
+        self.follow_up(REQ_START, &server, |s| {
+            s.task_state.as_deref() == Some("powering-on") || s.status == "ACTIVE"
+        })
+        .unwrap_or(Action::Wait(POLL))
+    }
+
+    fn recover_replace(&mut self) -> Action {
+        if self.observed.node.is_some() {
+            return Action::DeleteNode;
+        }
+        if self.spec.openstack.magnum.is_none() {
+            self.finish_step("the server is deleted; whatever manages the pool re-creates it");
+            return self.succeed("Replaced", "the server and its Node are deleted".into());
+        }
+        match self.observed.cluster_status.as_deref() {
+            Some(s) if s.ends_with("_COMPLETE") => {
+                self.finish_step("Magnum finished the resize");
+                self.succeed(
+                    "Replaced",
+                    "Magnum replaced the server; its new node joins the pool".into(),
+                )
+            }
+            Some(s) if s.ends_with("_FAILED") => self.fail(format!("the Magnum cluster is {s}")),
+            _ => Action::Wait(StdDuration::from_secs(2)),
+        }
+    }
+
+    fn wait_for_node(&mut self, step: &StepRecord) -> Action {
+        if self.observed.node.as_ref().is_some_and(|n| n.ready) {
+            self.finish_step("the node is Ready");
+            return self.succeed("NodeReady", "the node is Ready again".into());
+        }
+        if self.elapsed(step) > self.spec.timeouts.node_ready.get() {
+            return self.fail(format!(
+                "the node was not Ready within {} of its server coming back",
+                self.spec.timeouts.node_ready
+            ));
+        }
+        Action::Wait(POLL)
+    }
+
+    /// Decides what to do about a request already on record in the current step: wait for
+    /// its effect, or send it again when it certainly failed or was certainly lost. Returns
+    /// None when the request was accepted and there is nothing to do but wait.
+    fn follow_up(
+        &mut self,
+        name: &str,
+        server: &ServerState,
+        in_progress: impl Fn(&ServerState) -> bool,
+    ) -> Option<Action> {
+        let step = self.status.steps.last()?;
+        let request = last_request(step, name)?.clone();
+        let sent_at = request.sent_at.0;
+        match request.outcome.as_deref() {
+            Some(OUTCOME_ACCEPTED) => None,
+            Some(_failed) => {
+                if self.since(sent_at) < FAILED_REQUEST_BACKOFF {
+                    Some(Action::Wait(FAILED_REQUEST_BACKOFF - self.since(sent_at)))
+                } else {
+                    Some(self.send(request_of(name, server)))
+                }
+            }
+            None => {
+                // The answer never arrived. Only the server can say whether it got there.
+                let touched = server.updated.is_some_and(|u| u >= sent_at);
+                if in_progress(server) || touched {
+                    self.set_outcome(name, OUTCOME_ACCEPTED);
+                    None
+                } else if self.since(sent_at) > LOST_REQUEST_GRACE {
+                    Some(self.send(request_of(name, server)))
+                } else {
+                    Some(Action::Wait(POLL))
+                }
+            }
+        }
+    }
+
+    /// Records the request in the current step (outcome unknown) and asks for it to be sent.
+    fn send(&mut self, request: CloudRequest) -> Action {
+        let now = self.now;
+        let target = self.status.server_id.clone();
+        if let Some(step) = self.status.steps.last_mut() {
+            step.requests.push(OpenStackRequest {
+                action: request.record_name().to_string(),
+                sent_at: Time(now),
+                target,
+                outcome: None,
+            });
+        }
+        Action::Cloud(request)
+    }
+
+    fn set_outcome(&mut self, name: &str, outcome: &str) {
+        if let Some(step) = self.status.steps.last_mut()
+            && let Some(r) = step.requests.iter_mut().rev().find(|r| r.action == name)
+        {
+            r.outcome = Some(outcome.to_string());
+        }
+    }
+
+    fn begin(&mut self, name: &str, phase: RemediationPhase) {
+        self.status.steps.push(StepRecord {
+            name: name.to_string(),
+            started: Time(self.now),
+            finished: None,
+            requests: Vec::new(),
+            message: None,
+        });
+        self.status.phase = Some(phase);
+    }
+
+    fn finish_step(&mut self, message: &str) {
+        let now = self.now;
+        if let Some(step) = self.status.steps.last_mut()
+            && step.finished.is_none()
+        {
+            step.finished = Some(Time(now));
+            step.message = Some(message.to_string());
+        }
+    }
+
+    fn set_step_message(&mut self, message: String) {
+        if let Some(step) = self.status.steps.last_mut() {
+            step.message = Some(message);
+        }
+    }
+
+    fn succeed(&mut self, reason: &'static str, message: String) -> Action {
+        self.status.phase = Some(RemediationPhase::Succeeded);
+        self.status.last_error = None;
+        self.note(false, reason, message);
+        Action::Done
+    }
+
+    fn fail(&mut self, message: String) -> Action {
+        self.status.phase = Some(RemediationPhase::Failed);
+        self.status.last_error = Some(message.clone());
+        if let Some(step) = self.status.steps.last_mut()
+            && step.finished.is_none()
+        {
+            step.finished = Some(Time(self.now));
+            step.message = Some(message.clone());
+        }
+        self.note(true, "RemediationFailed", message);
+        Action::Done
+    }
+
+    fn note(&mut self, warning: bool, reason: &'static str, message: String) {
+        self.notice = Some(Notice {
+            warning,
+            reason,
+            message,
+        });
+    }
+
+    fn elapsed(&self, step: &StepRecord) -> StdDuration {
+        self.since(step.started.0)
+    }
+
+    fn since(&self, at: Timestamp) -> StdDuration {
+        let d = self.now.duration_since(at);
+        StdDuration::try_from(d).unwrap_or(StdDuration::ZERO)
+    }
+
+    /// Conditions as the medik8s contract reads them.
+    fn sync_conditions(&mut self) {
+        let phase = self.status.phase.unwrap_or(RemediationPhase::Pending);
+        let (now, generation) = (self.now, self.generation);
+        let phase_name = format!("{phase:?}");
+        let message = self
+            .status
+            .last_error
+            .clone()
+            .or_else(|| self.status.steps.last().and_then(|s| s.message.clone()))
+            .unwrap_or_else(|| phase_name.clone());
+        let conditions = &mut self.status.conditions;
+        set_condition(
+            conditions,
+            PROCESSING_CONDITION,
+            !phase.is_final(),
+            &phase_name,
+            &message,
+            generation,
+            now,
+        );
+        match phase {
+            RemediationPhase::Succeeded => {
+                set_condition(
+                    conditions,
+                    SUCCEEDED_CONDITION,
+                    true,
+                    "RemediationSucceeded",
+                    &message,
+                    generation,
+                    now,
+                );
+            }
+            RemediationPhase::Failed => {
+                set_condition(
+                    conditions,
+                    SUCCEEDED_CONDITION,
+                    false,
+                    "RemediationFailed",
+                    &message,
+                    generation,
+                    now,
+                );
+            }
+            _ => {
+                conditions.retain(|c| c.type_ != SUCCEEDED_CONDITION);
+            }
+        }
+        if self.spec.action == RemediationAction::Replace && !self.status.steps.is_empty() {
+            set_condition(
+                conditions,
+                PERMANENT_NODE_DELETION_EXPECTED_CONDITION,
+                true,
+                "Replace",
+                "the node's server is replaced; its Node object is deleted",
+                generation,
+                now,
+            );
+        }
+        self.status.observed_generation = generation;
+    }
+}
+
+/// The last request of that name in the step.
+fn last_request<'s>(step: &'s StepRecord, name: &str) -> Option<&'s OpenStackRequest> {
+    step.requests.iter().rev().find(|r| r.action == name)
+}
+
+/// The request to send again for a recorded name.
+fn request_of(name: &str, server: &ServerState) -> CloudRequest {
+    match name {
+        REQ_STOP => CloudRequest::Stop,
+        REQ_START => CloudRequest::Start,
+        REQ_REBOOT_SOFT => CloudRequest::Reboot { hard: false },
+        REQ_REBOOT_HARD => CloudRequest::Reboot { hard: true },
+        REQ_REBUILD => CloudRequest::Rebuild {
+            image_id: server.image_id.clone(),
+        },
+        REQ_DELETE => CloudRequest::Delete,
+        _ => CloudRequest::MagnumResize,
+    }
+}
+
+#[cfg(test)]
+mod tests;

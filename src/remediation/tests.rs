@@ -1,0 +1,502 @@
+//! Table tests of the step machine: observations in, status and action out.
+
+use super::*;
+use crate::api::conditions::{find_condition, is_condition_true};
+use crate::api::{
+    CloudSecretRef, Duration, MagnumSpec, OpenStackSpec, RemediationStatus, StepTimeouts,
+};
+
+fn spec(action: RemediationAction) -> RemediationSpec {
+    RemediationSpec {
+        action,
+        workload_eviction: WorkloadEviction::OutOfServiceTaint,
+        openstack: OpenStackSpec {
+            cloud_secret_ref: CloudSecretRef {
+                name: "cloud".into(),
+                key: "clouds.yaml".into(),
+            },
+            cloud: "openstack".into(),
+            magnum: None,
+            reboot_type: RebootType::SoftThenHard,
+        },
+        timeouts: StepTimeouts {
+            fence: Duration::from_secs(60),
+            release_workloads: Duration::from_secs(60),
+            recover: Duration::from_secs(60),
+            node_ready: Duration::from_secs(60),
+        },
+    }
+}
+
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + secs).unwrap()
+}
+
+fn server(status: &str, task: Option<&str>) -> ServerObservation {
+    ServerObservation::Present(ServerState {
+        status: status.into(),
+        task_state: task.map(Into::into),
+        image_id: "img-1".into(),
+        updated: Some(t(-100)),
+    })
+}
+
+fn observed(ready: Option<bool>, server: ServerObservation) -> Observed {
+    Observed {
+        node: ready.map(|ready| NodeObservation { ready }),
+        server,
+        workloads: None,
+        cluster_status: None,
+    }
+}
+
+/// Runs the machine from `status` until it asks for something other than an immediate requeue.
+fn run(spec: &RemediationSpec, status: &RemediationStatus, obs: &Observed, now: Timestamp) -> Plan {
+    let mut plan = next(spec, status, obs, now, Some(1));
+    for _ in 0..10 {
+        if plan.action != Action::Wait(StdDuration::ZERO) {
+            break;
+        }
+        plan = next(spec, &plan.status, obs, now, Some(1));
+    }
+    plan
+}
+
+fn accept_last(status: &mut RemediationStatus) {
+    let req = status
+        .steps
+        .last_mut()
+        .unwrap()
+        .requests
+        .last_mut()
+        .unwrap();
+    req.outcome = Some(OUTCOME_ACCEPTED.into());
+}
+
+fn step_names(status: &RemediationStatus) -> Vec<&str> {
+    status.steps.iter().map(|s| s.name.as_str()).collect()
+}
+
+#[test]
+fn a_ready_node_is_never_fenced() {
+    for action in [
+        RemediationAction::Reboot,
+        RemediationAction::PowerCycle,
+        RemediationAction::Rebuild,
+        RemediationAction::Replace,
+    ] {
+        let plan = run(
+            &spec(action),
+            &RemediationStatus::default(),
+            &observed(Some(true), server("ACTIVE", None)),
+            t(0),
+        );
+        assert_eq!(plan.action, Action::Done, "{action:?}");
+        assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+        assert!(
+            plan.status.steps.is_empty(),
+            "no step was started for {action:?}"
+        );
+        assert!(is_condition_true(
+            &plan.status.conditions,
+            SUCCEEDED_CONDITION
+        ));
+        assert!(!is_condition_true(
+            &plan.status.conditions,
+            PROCESSING_CONDITION
+        ));
+    }
+}
+
+#[test]
+fn power_cycle_sends_one_stop_and_waits_for_shutoff() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let obs = observed(Some(false), server("ACTIVE", None));
+    let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Fencing));
+    let recorded = &plan.status.steps[0].requests;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].action, REQ_STOP);
+    assert_eq!(recorded[0].outcome, None, "recorded before it is sent");
+    // Fencing: our NoSchedule taint, never the out-of-service taint.
+    let taints = desired_taints(&spec, &plan.status);
+    assert_eq!(taints, vec![(REMEDIATING_TAINT_KEY, "", "NoSchedule")]);
+
+    // Accepted; the server is still powering off: wait, never send again.
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(false), server("ACTIVE", Some("powering-off"))),
+        t(3),
+    );
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(plan.status.steps[0].requests.len(), 1);
+}
+
+#[test]
+fn the_out_of_service_taint_comes_only_after_shutoff_is_confirmed() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    // SHUTOFF but still a task running: not yet.
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(false), server("SHUTOFF", Some("powering-off"))),
+        t(2),
+    );
+    assert!(
+        !desired_taints(&spec, &plan.status)
+            .iter()
+            .any(|t| t.0 == OUT_OF_SERVICE_TAINT_KEY)
+    );
+    // Confirmed: Fenced, then ReleasingWorkloads with the taint.
+    let plan = next(
+        &spec,
+        &status,
+        &observed(Some(false), server("SHUTOFF", None)),
+        t(3),
+        Some(1),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Fenced));
+    assert!(
+        !desired_taints(&spec, &plan.status)
+            .iter()
+            .any(|t| t.0 == OUT_OF_SERVICE_TAINT_KEY)
+    );
+    let plan = run(
+        &spec,
+        &plan.status,
+        &observed(Some(false), server("SHUTOFF", None)),
+        t(3),
+    );
+    assert_eq!(
+        plan.status.phase,
+        Some(RemediationPhase::ReleasingWorkloads)
+    );
+    assert!(desired_taints(&spec, &plan.status).contains(&(
+        OUT_OF_SERVICE_TAINT_KEY,
+        OUT_OF_SERVICE_TAINT_VALUE,
+        "NoExecute"
+    )));
+}
+
+#[test]
+fn a_server_that_never_powers_off_fails_without_releasing_anything() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(false), server("ACTIVE", None)),
+        t(61),
+    );
+    assert_eq!(plan.action, Action::Done);
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    assert_eq!(step_names(&plan.status), vec![STEP_FENCE]);
+    let succeeded = find_condition(&plan.status.conditions, SUCCEEDED_CONDITION).unwrap();
+    assert_eq!(succeeded.status, "False");
+    assert!(
+        plan.status
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no workload was released")
+    );
+    assert!(desired_taints(&spec, &plan.status).is_empty());
+    assert!(plan.notice.unwrap().warning);
+}
+
+#[test]
+fn a_request_with_no_answer_is_not_sent_again_while_the_server_may_have_it() {
+    let spec = spec(RemediationAction::PowerCycle);
+    // Recorded at t(0), then the controller died: outcome unknown.
+    let status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    // The server shows the stop happening: accepted, no resend.
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(false), server("ACTIVE", Some("powering-off"))),
+        t(5),
+    );
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(
+        plan.status.steps[0].requests[0].outcome.as_deref(),
+        Some(OUTCOME_ACCEPTED)
+    );
+    // No sign of it, but within the grace: wait.
+    let quiet = observed(Some(false), server("ACTIVE", None));
+    let plan = run(&spec, &status, &quiet, t(10));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(plan.status.steps[0].requests.len(), 1);
+    // No sign of it after the grace: lost, sent again (a second record).
+    let plan = run(&spec, &status, &quiet, t(31));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    assert_eq!(plan.status.steps[0].requests.len(), 2);
+}
+
+#[test]
+fn a_failed_request_is_retried_after_a_backoff() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    status.steps[0].requests[0].outcome = Some("Failed: ServiceUnavailable".into());
+    let quiet = observed(Some(false), server("ACTIVE", None));
+    assert!(matches!(
+        run(&spec, &status, &quiet, t(2)).action,
+        Action::Wait(_)
+    ));
+    assert_eq!(
+        run(&spec, &status, &quiet, t(6)).action,
+        Action::Cloud(CloudRequest::Stop)
+    );
+}
+
+#[test]
+fn power_cycle_runs_to_success() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    // Released workloads are awaited.
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.workloads = Some(Workloads {
+        pods: 2,
+        volume_attachments: 1,
+    });
+    let plan = run(&spec, &status, &off, t(2));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(
+        plan.status.phase,
+        Some(RemediationPhase::ReleasingWorkloads)
+    );
+    off.workloads = Some(Workloads::default());
+    let plan = run(&spec, &plan.status, &off, t(9));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Start));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+    // The out-of-service taint is gone before the server is started.
+    assert!(
+        !desired_taints(&spec, &plan.status)
+            .iter()
+            .any(|t| t.0 == OUT_OF_SERVICE_TAINT_KEY)
+    );
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(false), server("ACTIVE", None)),
+        t(11),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::WaitingForNode));
+    let plan = run(
+        &spec,
+        &plan.status,
+        &observed(Some(true), server("ACTIVE", None)),
+        t(14),
+    );
+    assert_eq!(plan.action, Action::Done);
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert_eq!(
+        step_names(&plan.status),
+        vec![STEP_FENCE, STEP_RELEASE, STEP_RECOVER, STEP_WAIT_FOR_NODE]
+    );
+    assert!(desired_taints(&spec, &plan.status).is_empty());
+    let sent: Vec<&str> = plan
+        .status
+        .steps
+        .iter()
+        .flat_map(|s| s.requests.iter().map(|r| r.action.as_str()))
+        .collect();
+    assert_eq!(sent, vec![REQ_STOP, REQ_START]);
+}
+
+#[test]
+fn rebuild_uses_the_servers_image_and_starts_a_server_nova_left_off() {
+    let spec = spec(RemediationAction::Rebuild);
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.workloads = Some(Workloads::default());
+    let plan = run(&spec, &status, &off, t(2));
+    assert_eq!(
+        plan.action,
+        Action::Cloud(CloudRequest::Rebuild {
+            image_id: "img-1".into()
+        })
+    );
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(false), server("REBUILD", Some("rebuilding"))),
+        t(3),
+    );
+    assert_eq!(plan.action, Action::Wait(POLL));
+    let plan = run(&spec, &plan.status, &off, t(5));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Start));
+}
+
+#[test]
+fn replace_through_magnum_waits_for_a_busy_cluster_then_removes_the_server() {
+    let mut spec = spec(RemediationAction::Replace);
+    spec.openstack.magnum = Some(MagnumSpec {
+        cluster: "k8s".into(),
+        report_health_status: false,
+    });
+    let mut obs = observed(Some(false), server("ACTIVE", None));
+    obs.cluster_status = Some("UPDATE_IN_PROGRESS".into());
+    let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+    assert!(matches!(plan.action, Action::Wait(_)));
+    assert!(
+        plan.status.steps[0].requests.is_empty(),
+        "nothing is sent to a busy cluster"
+    );
+    assert!(
+        plan.status.steps[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("UPDATE_IN_PROGRESS")
+    );
+    assert!(is_condition_true(
+        &plan.status.conditions,
+        PERMANENT_NODE_DELETION_EXPECTED_CONDITION
+    ));
+
+    obs.cluster_status = Some("UPDATE_COMPLETE".into());
+    let plan = run(&spec, &plan.status, &obs, t(5));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::MagnumResize));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    // Gone: fenced by removal; workloads released; the Node is deleted.
+    let mut gone = observed(Some(false), ServerObservation::Gone);
+    gone.workloads = Some(Workloads::default());
+    gone.cluster_status = Some("UPDATE_IN_PROGRESS".into());
+    let plan = run(&spec, &status, &gone, t(9));
+    assert_eq!(plan.action, Action::DeleteNode);
+    gone.node = None;
+    let plan = run(&spec, &plan.status, &gone, t(10));
+    assert!(matches!(plan.action, Action::Wait(_)));
+    gone.cluster_status = Some("UPDATE_COMPLETE".into());
+    let plan = run(&spec, &plan.status, &gone, t(20));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+}
+
+#[test]
+fn soft_then_hard_reboot_and_a_node_that_recovers_on_its_own() {
+    let spec = spec(RemediationAction::Reboot);
+    let hung = observed(Some(false), server("ACTIVE", None));
+    let plan = run(&spec, &RemediationStatus::default(), &hung, t(0));
+    assert_eq!(
+        plan.action,
+        Action::Cloud(CloudRequest::Reboot { hard: false })
+    );
+    assert!(
+        desired_taints(&spec, &plan.status).is_empty(),
+        "a reboot does not fence"
+    );
+    let mut status = plan.status;
+    accept_last(&mut status);
+    assert_eq!(run(&spec, &status, &hung, t(10)).action, Action::Wait(POLL));
+    // Half the recover timeout without the node back: hard.
+    let plan = run(&spec, &status, &hung, t(31));
+    assert_eq!(
+        plan.action,
+        Action::Cloud(CloudRequest::Reboot { hard: true })
+    );
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(true), server("ACTIVE", None)),
+        t(40),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    // Timed out instead: Succeeded=False so the NodeHealthCheck escalates.
+    let plan = run(&spec, &status, &hung, t(61));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+}
+
+#[test]
+fn resource_deletion_deletes_until_nothing_is_left() {
+    let mut spec = spec(RemediationAction::PowerCycle);
+    spec.workload_eviction = WorkloadEviction::ResourceDeletion;
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.workloads = Some(Workloads {
+        pods: 1,
+        volume_attachments: 0,
+    });
+    let plan = run(&spec, &status, &off, t(2));
+    assert_eq!(plan.action, Action::DeleteWorkloads);
+    assert!(
+        !desired_taints(&spec, &plan.status)
+            .iter()
+            .any(|t| t.0 == OUT_OF_SERVICE_TAINT_KEY)
+    );
+}
+
+#[test]
+fn a_final_remediation_does_nothing() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let status = RemediationStatus {
+        phase: Some(RemediationPhase::Failed),
+        ..Default::default()
+    };
+    let plan = next(
+        &spec,
+        &status,
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+        Some(1),
+    );
+    assert_eq!(plan.action, Action::Done);
+}
