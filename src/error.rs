@@ -14,11 +14,19 @@ pub enum Error {
     /// A resource's spec cannot work as written (a template that does not exist, a selector
     /// that matches nothing sensible, ...). Nothing is done until it changes.
     #[error("invalid {kind} {name}: {message}")]
-    InvalidSpec { kind: &'static str, name: String, message: String },
+    InvalidSpec {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
 
     /// A Secret the spec names is missing, or lacks the key.
     #[error("secret {namespace}/{name}: {message}")]
-    Secret { namespace: String, name: String, message: String },
+    Secret {
+        namespace: String,
+        name: String,
+        message: String,
+    },
 
     /// A node cannot be mapped to an OpenStack server: no action is ever taken on a guess.
     #[error("node {node} cannot be mapped to an OpenStack server: {message}")]

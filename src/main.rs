@@ -27,7 +27,11 @@ struct Args {
     kubeconfig: Option<std::path::PathBuf>,
 
     /// Namespace of the operator itself: its leader-election Lease lives here.
-    #[arg(long, env = "NODEHEALER_NAMESPACE", default_value = "nodehealer-system")]
+    #[arg(
+        long,
+        env = "NODEHEALER_NAMESPACE",
+        default_value = "nodehealer-system"
+    )]
     namespace: String,
 
     /// Only reconcile Remediations (and create them from templates) in this namespace;
@@ -45,7 +49,11 @@ struct Args {
     leader_elect: bool,
 
     /// Name of the leader-election Lease.
-    #[arg(long, env = "NODEHEALER_LEASE_NAME", default_value = "nodehealer-leader")]
+    #[arg(
+        long,
+        env = "NODEHEALER_LEASE_NAME",
+        default_value = "nodehealer-leader"
+    )]
     lease_name: String,
 
     /// This replica's identity in leader election (the pod name in a cluster).
@@ -89,9 +97,10 @@ async fn main() -> Result<()> {
     let client = make_client(&args).await?;
     check_crds_served(&client).await?;
 
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        format!("{}-{}", hostname(), std::process::id())
-    });
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
     let settings = Settings {
         dry_run: args.dry_run,
         watch_namespace: args.watch_namespace.clone(),
@@ -115,9 +124,14 @@ async fn main() -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let mut stop = stop_rx.clone();
-        tokio::spawn(server::serve(args.http_address, readiness.clone(), render, async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(server::serve(
+            args.http_address,
+            readiness.clone(),
+            render,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
     };
 
     // Standbys are ready (they serve and would take over); only the leader acts.
@@ -170,7 +184,9 @@ async fn main() -> Result<()> {
 
 fn init_tracing(args: &Args) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     match args.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Plain => builder.init(),
@@ -185,7 +201,9 @@ async fn make_client(args: &Args) -> Result<kube::Client> {
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
         }
-        None => kube::Config::infer().await.context("no kubeconfig and not in a cluster")?,
+        None => kube::Config::infer()
+            .await
+            .context("no kubeconfig and not in a cluster")?,
     };
     Ok(kube::Client::try_from(config)?)
 }

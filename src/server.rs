@@ -42,7 +42,8 @@ impl Readiness {
     }
     pub fn is_ready(&self) -> bool {
         self.election_settled.load(Ordering::SeqCst)
-            && (self.standby.load(Ordering::SeqCst) || self.pending_caches.load(Ordering::SeqCst) == 0)
+            && (self.standby.load(Ordering::SeqCst)
+                || self.pending_caches.load(Ordering::SeqCst) == 0)
     }
 }
 
@@ -78,7 +79,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.readiness.is_ready() {
         (StatusCode::OK, "ok")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: caches syncing or leader election pending")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: caches syncing or leader election pending",
+        )
     }
 }
 

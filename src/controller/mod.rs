@@ -48,10 +48,20 @@ impl Controllers {
     pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
         let on = |k| settings.enabled.contains(&k);
         Self {
-            nhc: on(ControllerKind::Nhc)
-                .then(|| Arc::new(nhc::Context::new(client.clone(), settings.clone(), registry))),
-            remediation: on(ControllerKind::Remediation)
-                .then(|| Arc::new(remediation::Context::new(client, settings.clone(), registry))),
+            nhc: on(ControllerKind::Nhc).then(|| {
+                Arc::new(nhc::Context::new(
+                    client.clone(),
+                    settings.clone(),
+                    registry,
+                ))
+            }),
+            remediation: on(ControllerKind::Remediation).then(|| {
+                Arc::new(remediation::Context::new(
+                    client,
+                    settings.clone(),
+                    registry,
+                ))
+            }),
         }
     }
 
