@@ -32,7 +32,10 @@ pub fn binaries_dir() -> Result<PathBuf> {
 
 /// The repository's top folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 fn binary(dir: &Path, name: &str) -> Result<PathBuf> {
@@ -116,7 +119,10 @@ impl ControlPlane {
             // The bed runs many short scenarios side by side; fairness queuing would only
             // add latency that a real, bigger control plane does not have.
             "--enable-priority-and-fairness=false".into(),
-            format!("--audit-policy-file={}", write_audit_policy(&pki)?.display()),
+            format!(
+                "--audit-policy-file={}",
+                write_audit_policy(&pki)?.display()
+            ),
             format!("--audit-log-path={}", dir.join("audit.log").display()),
             "--audit-log-maxsize=200".into(),
             "--v=1".into(),
@@ -124,7 +130,13 @@ impl ControlPlane {
         procs.push(launcher.spawn("kube-apiserver", api)?);
 
         let kubeconfig = dir.join("admin.kubeconfig");
-        write_kubeconfig(&kubeconfig, api_port, &pki.join("ca.crt"), &admin_token, "testbed-admin")?;
+        write_kubeconfig(
+            &kubeconfig,
+            api_port,
+            &pki.join("ca.crt"),
+            &admin_token,
+            "testbed-admin",
+        )?;
         let cp = Self {
             dir: dir.clone(),
             bin: bin.clone(),
@@ -152,12 +164,16 @@ impl ControlPlane {
             "--secure-port=0".into(),
             "--controllers=*".into(),
             "--node-monitor-period=1s".into(),
-            format!("--node-monitor-grace-period={}s", NODE_MONITOR_GRACE.as_secs()),
+            format!(
+                "--node-monitor-grace-period={}s",
+                NODE_MONITOR_GRACE.as_secs()
+            ),
             "--use-service-account-credentials=false".into(),
             "--v=1".into(),
         ]);
         let mut cp = cp;
-        cp.procs.push(launcher.spawn("kube-controller-manager", kcm)?);
+        cp.procs
+            .push(launcher.spawn("kube-controller-manager", kcm)?);
 
         let mut sched = Command::new(binary(&bin, "kube-scheduler")?);
         sched.args([
@@ -174,7 +190,10 @@ impl ControlPlane {
         let stages = dir.join("kwok-stages.yaml");
         let mut all = std::fs::read_to_string(repo_root().join("e2e/testbed/stages/nodes.yaml"))?;
         all.push_str("\n---\n");
-        all.push_str(&std::fs::read_to_string(binary(&bin, "kwok-pod-stages.yaml")?)?);
+        all.push_str(&std::fs::read_to_string(binary(
+            &bin,
+            "kwok-pod-stages.yaml",
+        )?)?);
         std::fs::write(&stages, all)?;
         let mut kwok = Command::new(binary(&bin, "kwok")?);
         kwok.args([
@@ -208,7 +227,10 @@ impl ControlPlane {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                let tail = self.procs.iter().map(|p| format!("--- {}\n{}", p.name, p.log_tail(20)));
+                let tail = self
+                    .procs
+                    .iter()
+                    .map(|p| format!("--- {}\n{}", p.name, p.log_tail(20)));
                 bail!(
                     "kube-apiserver not ready after {timeout:?}:\n{}",
                     tail.collect::<Vec<_>>().join("\n")
@@ -293,23 +315,66 @@ rules:
 /// A CA, a serving certificate for 127.0.0.1 signed by it, and the service-account key pair.
 fn make_pki(dir: &Path) -> Result<()> {
     let run = |args: &[&str]| -> Result<()> {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().context("running openssl")?;
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("running openssl")?;
         if !out.status.success() {
-            bail!("openssl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     };
     run(&["genrsa", "-out", "ca.key", "2048"])?;
-    run(&["req", "-x509", "-new", "-key", "ca.key", "-sha256", "-days", "2", "-subj", "/CN=testbed-ca", "-out", "ca.crt"])?;
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-sha256",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=testbed-ca",
+        "-out",
+        "ca.crt",
+    ])?;
     run(&["genrsa", "-out", "apiserver.key", "2048"])?;
-    run(&["req", "-new", "-key", "apiserver.key", "-subj", "/CN=kube-apiserver", "-out", "apiserver.csr"])?;
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "apiserver.key",
+        "-subj",
+        "/CN=kube-apiserver",
+        "-out",
+        "apiserver.csr",
+    ])?;
     std::fs::write(
         dir.join("san.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
     )?;
     run(&[
-        "x509", "-req", "-in", "apiserver.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-sha256", "-extfile", "san.ext", "-out", "apiserver.crt",
+        "x509",
+        "-req",
+        "-in",
+        "apiserver.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-sha256",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "apiserver.crt",
     ])?;
     run(&["genrsa", "-out", "sa.key", "2048"])?;
     run(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])?;

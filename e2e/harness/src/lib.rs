@@ -25,7 +25,9 @@ use openstack_sim::{NewCluster, NewNodeGroup, NewServer, ServerView, Sim, SimCon
 use serde_json::json;
 
 pub use controlplane::{ControlPlane, client_from_kubeconfig};
-pub use nodes::{CLUSTER_LABEL, CONTROL_PLANE_LABEL, MAGNUM_ROLE_LABEL, is_ready, ready_status, taint_strings};
+pub use nodes::{
+    CLUSTER_LABEL, CONTROL_PLANE_LABEL, MAGNUM_ROLE_LABEL, is_ready, ready_status, taint_strings,
+};
 
 use link::Registry;
 use nodes::{KUBELET_HANG_LABEL, NodeBlueprint};
@@ -97,8 +99,16 @@ impl TestCluster {
     }
     /// The names of the cluster's nodes of one role, sorted.
     pub fn nodes_with_role(&self, role: &str) -> Vec<String> {
-        let marker = if role == "master" { "-master-" } else { "-node-" };
-        self.servers.keys().filter(|n| n.contains(marker)).cloned().collect()
+        let marker = if role == "master" {
+            "-master-"
+        } else {
+            "-node-"
+        };
+        self.servers
+            .keys()
+            .filter(|n| n.contains(marker))
+            .cloned()
+            .collect()
     }
 }
 
@@ -109,9 +119,11 @@ impl TestBed {
         SHARED.get_or_init(|| {
             // Started on a thread of its own: callers are usually inside a tokio runtime,
             // where blocking start-up (and owning another runtime) is not allowed.
-            std::thread::spawn(|| TestBed::start().unwrap_or_else(|e| panic!("starting the test bed: {e:#}")))
-                .join()
-                .expect("test bed start-up thread")
+            std::thread::spawn(|| {
+                TestBed::start().unwrap_or_else(|e| panic!("starting the test bed: {e:#}"))
+            })
+            .join()
+            .expect("test bed start-up thread")
         })
     }
 
@@ -157,7 +169,12 @@ impl TestBed {
                 "spec": {"attachRequired": true, "podInfoOnMount": false}
             }))?;
             csi.create(&PostParams::default(), &driver).await?;
-            tokio::spawn(link::run(client.clone(), sim.clone(), registry.clone(), wake_link.clone()));
+            tokio::spawn(link::run(
+                client.clone(),
+                sim.clone(),
+                registry.clone(),
+                wake_link.clone(),
+            ));
             tokio::spawn(link::run_attacher(client));
             anyhow::Ok(())
         })?;
@@ -229,13 +246,20 @@ impl TestBed {
     /// Creates a namespace named `<prefix>-<random>` and waits for its default ServiceAccount.
     pub async fn namespace(&self, prefix: &str) -> Result<String> {
         let client = self.client().await?;
-        let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let name = format!(
+            "{prefix}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
         let sas: Api<ServiceAccount> = Api::namespaced(client, &name);
-        wait_for(Duration::from_secs(30), "the namespace's default ServiceAccount", || async {
-            Ok(sas.get_opt("default").await?.is_some())
-        })
+        wait_for(
+            Duration::from_secs(30),
+            "the namespace's default ServiceAccount",
+            || async { Ok(sas.get_opt("default").await?.is_some()) },
+        )
         .await?;
         Ok(name)
     }
@@ -244,7 +268,9 @@ impl TestBed {
     /// whose kubelets register Nodes; returns once every node is Ready.
     pub async fn create_cluster(&self, spec: ClusterSpec) -> Result<TestCluster> {
         let roles: BTreeMap<String, String> =
-            [("default-master", "master"), ("default-worker", "worker")].map(|(a, b)| (a.into(), b.into())).into();
+            [("default-master", "master"), ("default-worker", "worker")]
+                .map(|(a, b)| (a.into(), b.into()))
+                .into();
         let blueprint = NodeBlueprint {
             cluster: spec.name.clone(),
             region: OS_REGION.into(),
@@ -281,7 +307,10 @@ impl TestBed {
                 .insert(id.clone(), spec.name.clone());
             Some(id)
         } else {
-            for (role, count, marker) in [("master", spec.masters, "master"), ("worker", spec.workers, "node")] {
+            for (role, count, marker) in [
+                ("master", spec.masters, "master"),
+                ("worker", spec.workers, "node"),
+            ] {
                 for i in 0..count {
                     let id = self.sim.create_server(NewServer {
                         name: format!("{}-{marker}-{i}", spec.name),
@@ -305,10 +334,14 @@ impl TestBed {
         let client = self.client().await?;
         let nodes: Api<Node> = Api::all(client);
         let selector = format!("{CLUSTER_LABEL}={}", spec.name);
-        wait_for(Duration::from_secs(60), "the cluster's nodes to be Ready", || async {
-            let list = nodes.list(&ListParams::default().labels(&selector)).await?;
-            Ok(list.items.len() == expected && list.items.iter().all(is_ready))
-        })
+        wait_for(
+            Duration::from_secs(60),
+            "the cluster's nodes to be Ready",
+            || async {
+                let list = nodes.list(&ListParams::default().labels(&selector)).await?;
+                Ok(list.items.len() == expected && list.items.iter().all(is_ready))
+            },
+        )
         .await?;
         let list = nodes.list(&ListParams::default().labels(&selector)).await?;
         let servers = list
@@ -331,7 +364,8 @@ impl TestBed {
     pub async fn server_of(&self, node: &str) -> Result<ServerView> {
         let client = self.client().await?;
         let n = Api::<Node>::all(client).get(node).await?;
-        let id = server_id_of(&n).with_context(|| format!("node {node} has no OpenStack providerID"))?;
+        let id =
+            server_id_of(&n).with_context(|| format!("node {node} has no OpenStack providerID"))?;
         self.sim
             .server(&id)
             .with_context(|| format!("server {id} of node {node} is not in the simulator"))
@@ -353,7 +387,8 @@ impl TestBed {
 
     /// The node's kubelet hangs: Ready=False while the server stays ACTIVE.
     pub async fn kubelet_hang(&self, node: &str) -> Result<()> {
-        self.label_node(node, KUBELET_HANG_LABEL, Some("true")).await
+        self.label_node(node, KUBELET_HANG_LABEL, Some("true"))
+            .await
     }
 
     /// Undoes whatever broke the node: the kubelet is unhung, the hypervisor is back, and a
@@ -363,7 +398,8 @@ impl TestBed {
         let server = self.server_of(node).await?;
         self.sim.host_up(&server.id);
         if server.status == "SHUTOFF" {
-            self.nova_action(&server.id, json!({"os-start": null})).await?;
+            self.nova_action(&server.id, json!({"os-start": null}))
+                .await?;
         }
         Ok(())
     }
@@ -395,14 +431,27 @@ impl TestBed {
 
     /// Sends a Nova server action with the operator's OpenStack identity.
     pub async fn nova_action(&self, server_id: &str, body: serde_json::Value) -> Result<()> {
-        let url = format!("{}/compute/v2.1/servers/{server_id}/action", self.sim.base_url());
+        let url = format!(
+            "{}/compute/v2.1/servers/{server_id}/action",
+            self.sim.base_url()
+        );
         self.os_post(&url, &body).await
     }
 
     /// Asks Magnum to resize a nodegroup, removing the given servers (as a replacement does).
-    pub async fn magnum_resize(&self, cluster_id: &str, nodegroup: &str, node_count: u32, remove: &[&str]) -> Result<()> {
-        let url = format!("{}/container-infra/v1/clusters/{cluster_id}/actions/resize", self.sim.base_url());
-        let body = json!({"node_count": node_count, "nodes_to_remove": remove, "nodegroup": nodegroup});
+    pub async fn magnum_resize(
+        &self,
+        cluster_id: &str,
+        nodegroup: &str,
+        node_count: u32,
+        remove: &[&str],
+    ) -> Result<()> {
+        let url = format!(
+            "{}/container-infra/v1/clusters/{cluster_id}/actions/resize",
+            self.sim.base_url()
+        );
+        let body =
+            json!({"node_count": node_count, "nodes_to_remove": remove, "nodegroup": nodegroup});
         self.os_post(&url, &body).await
     }
 
@@ -416,7 +465,11 @@ impl TestBed {
             .send()
             .await?;
         if !resp.status().is_success() {
-            bail!("POST {url} {body}: {} {}", resp.status(), resp.text().await?);
+            bail!(
+                "POST {url} {body}: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
         }
         Ok(())
     }
@@ -459,7 +512,10 @@ pub fn report_timing(what: &str, took: Duration) {
     eprintln!("[timing] {line}");
     let path = runs_dir().parent().map(|p| p.join("test-timings.txt"));
     if let Some(path) = path
-        && let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
     {
         let _ = writeln!(f, "{line}");
     }
@@ -481,7 +537,9 @@ where
         }
         if start.elapsed() > timeout {
             match last_err {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }

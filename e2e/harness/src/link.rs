@@ -59,7 +59,12 @@ impl Registry {
 }
 
 /// Runs forever on the test bed's runtime.
-pub async fn run(client: kube::Client, sim: Sim, registry: Arc<Mutex<Registry>>, wake: Arc<Notify>) {
+pub async fn run(
+    client: kube::Client,
+    sim: Sim,
+    registry: Arc<Mutex<Registry>>,
+    wake: Arc<Notify>,
+) {
     let mut rx = sim.watch_servers();
     // Server id → whether its kubelet is currently allowed to heartbeat, as last applied.
     let mut applied: HashMap<String, bool> = HashMap::new();
@@ -71,7 +76,11 @@ pub async fn run(client: kube::Client, sim: Sim, registry: Arc<Mutex<Registry>>,
         pending |= restart_kubelets(&client, &servers, &registry, &mut boots).await;
         // Wake on a server change, on a newly registered cluster, or (when something failed,
         // the apiserver being busy, say) soon anyway to retry.
-        let retry = if pending { Duration::from_millis(300) } else { Duration::from_secs(3600) };
+        let retry = if pending {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(3600)
+        };
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = wake.notified() => {}
@@ -91,8 +100,12 @@ async fn reconcile(
     for server in servers {
         let (node_name, blueprint) = {
             let reg = registry.lock().expect("registry lock");
-            let Some(cluster) = reg.cluster_of(server) else { continue };
-            let Some(blueprint) = reg.clusters.get(&cluster).cloned() else { continue };
+            let Some(cluster) = reg.cluster_of(server) else {
+                continue;
+            };
+            let Some(blueprint) = reg.clusters.get(&cluster).cloned() else {
+                continue;
+            };
             (reg.nodes.get(&server.id).cloned(), blueprint)
         };
         match node_name {
@@ -170,12 +183,21 @@ async fn restart_kubelets(
         if previous.is_none_or(|p| p == count) {
             continue;
         }
-        let Some(node) = registry.lock().expect("registry lock").nodes.get(&server.id).cloned() else {
+        let Some(node) = registry
+            .lock()
+            .expect("registry lock")
+            .nodes
+            .get(&server.id)
+            .cloned()
+        else {
             continue;
         };
         let nodes: Api<Node> = Api::all(client.clone());
         let patch = json!({"metadata": {"labels": {crate::nodes::KUBELET_HANG_LABEL: null}}});
-        if let Err(e) = nodes.patch(&node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        if let Err(e) = nodes
+            .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             tracing::warn!(%node, "restarting the kubelet: {e:#}");
             boots.insert(server.id.clone(), previous.unwrap_or_default());
             pending = true;
@@ -200,7 +222,11 @@ pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Re
         // Deleting our takeover lets kwok create and renew the Lease again.
         match leases.get_opt(node).await? {
             Some(lease)
-                if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(SILENT_HOLDER) =>
+                if lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.holder_identity.as_deref())
+                    == Some(SILENT_HOLDER) =>
             {
                 match leases.delete(node, &DeleteParams::default()).await {
                     Ok(_) => Ok(()),
@@ -212,7 +238,9 @@ pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Re
         }
     } else {
         // MicroTime: the apiserver insists on exactly six fractional digits.
-        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+            .to_string();
         let body = json!({
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -224,7 +252,11 @@ pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Re
             }
         });
         leases
-            .patch(node, &PatchParams::apply("nodehealer-testbed").force(), &Patch::Apply(body))
+            .patch(
+                node,
+                &PatchParams::apply("nodehealer-testbed").force(),
+                &Patch::Apply(body),
+            )
             .await?;
         Ok(())
     }
@@ -242,12 +274,18 @@ pub async fn run_attacher(client: kube::Client) {
         match stream.try_next().await {
             Ok(Some(va)) => {
                 let attached = va.status.as_ref().map(|s| s.attached).unwrap_or(false);
-                if va.spec.attacher != CSI_DRIVER || attached || va.metadata.deletion_timestamp.is_some() {
+                if va.spec.attacher != CSI_DRIVER
+                    || attached
+                    || va.metadata.deletion_timestamp.is_some()
+                {
                     continue;
                 }
                 let name = va.metadata.name.clone().unwrap_or_default();
                 let patch = json!({"status": {"attached": true}});
-                if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                if let Err(e) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
                     tracing::warn!(%name, "marking attached: {e:#}");
                 }
             }

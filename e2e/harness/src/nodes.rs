@@ -83,7 +83,10 @@ pub fn node_object(bp: &NodeBlueprint, server: &ServerView, internal_ip: &str) -
         ("kwok.x-k8s.io/node", "fake"),
         // Without this at creation the attach-detach controller never attaches volumes to
         // the node (a kubelet sets it when it registers).
-        ("volumes.kubernetes.io/controller-managed-attach-detach", "true"),
+        (
+            "volumes.kubernetes.io/controller-managed-attach-detach",
+            "true",
+        ),
         (INTERNAL_IP_ANNOTATION, internal_ip),
     ]
     .into_iter()

@@ -12,7 +12,12 @@ use crate::link::CSI_DRIVER;
 
 /// Creates a one-replica StatefulSet `name` in `ns` whose pod runs on nodes matching
 /// `node_selector` (`key=value` pairs) and mounts a pre-provisioned RWO CSI volume.
-pub async fn stateful_app(client: &kube::Client, ns: &str, name: &str, node_selector: &[(&str, &str)]) -> Result<()> {
+pub async fn stateful_app(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    node_selector: &[(&str, &str)],
+) -> Result<()> {
     let claim = format!("data-{name}-0");
     let pv_name = format!("pv-{ns}-{name}");
     let pv: PersistentVolume = serde_json::from_value(json!({
@@ -29,8 +34,10 @@ pub async fn stateful_app(client: &kube::Client, ns: &str, name: &str, node_sele
     Api::<PersistentVolume>::all(client.clone())
         .create(&PostParams::default(), &pv)
         .await?;
-    let selector: serde_json::Map<String, serde_json::Value> =
-        node_selector.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let selector: serde_json::Map<String, serde_json::Value> = node_selector
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     let sts: StatefulSet = serde_json::from_value(json!({
         "metadata": {"name": name},
         "spec": {
@@ -68,12 +75,18 @@ pub async fn stateful_app(client: &kube::Client, ns: &str, name: &str, node_sele
 /// Where the StatefulSet's pod `<name>-0` runs, if it is Running (and not being deleted).
 pub async fn running_on(client: &kube::Client, ns: &str, pod: &str) -> Result<Option<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let Some(p) = pods.get_opt(pod).await? else { return Ok(None) };
+    let Some(p) = pods.get_opt(pod).await? else {
+        return Ok(None);
+    };
     if p.metadata.deletion_timestamp.is_some() {
         return Ok(None);
     }
     let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-    Ok(if running { p.spec.and_then(|s| s.node_name) } else { None })
+    Ok(if running {
+        p.spec.and_then(|s| s.node_name)
+    } else {
+        None
+    })
 }
 
 /// Nodes the volume `pv` is attached to (VolumeAttachments reported attached).
