@@ -391,10 +391,21 @@ impl TestBed {
             .await
     }
 
+    /// The node's guest kernel hangs: Ready=False, the server stays ACTIVE, and a soft reboot
+    /// is ignored (only a hard reboot, a start or a rebuild brings it back).
+    pub async fn kernel_hang(&self, node: &str) -> Result<()> {
+        self.label_node(node, nodes::KERNEL_HANG_LABEL, Some("true"))
+            .await?;
+        self.label_node(node, KUBELET_HANG_LABEL, Some("true"))
+            .await
+    }
+
     /// Undoes whatever broke the node: the kubelet is unhung, the hypervisor is back, and a
     /// server that is off is powered on through the Nova API (as an operator would).
     pub async fn recover_node(&self, node: &str) -> Result<()> {
         self.label_node(node, KUBELET_HANG_LABEL, None).await?;
+        self.label_node(node, nodes::KERNEL_HANG_LABEL, None)
+            .await?;
         let server = self.server_of(node).await?;
         self.sim.host_up(&server.id);
         if server.status == "SHUTOFF" {

@@ -68,8 +68,8 @@ pub async fn run(
     let mut rx = sim.watch_servers();
     // Server id → whether its kubelet is currently allowed to heartbeat, as last applied.
     let mut applied: HashMap<String, bool> = HashMap::new();
-    // Server id → how often it has booted, as last seen.
-    let mut boots: HashMap<String, u32> = HashMap::new();
+    // Server id → how often it has booted (soft reboots apart), as last seen.
+    let mut boots: HashMap<String, (u32, u32)> = HashMap::new();
     loop {
         let servers = rx.borrow_and_update().clone();
         let mut pending = reconcile(&client, &servers, &registry, &mut applied).await;
@@ -169,37 +169,61 @@ async fn reconcile(
 }
 
 /// A server that boots again (start, reboot, rebuild) restarts its kubelet: a hung kubelet
-/// is cured by the reboot, as on a real machine.
+/// is cured by the reboot, as on a real machine. A hung kernel ignores a soft (ACPI) reboot:
+/// only a hard reboot, a start or a rebuild cures it.
 async fn restart_kubelets(
     client: &kube::Client,
     servers: &[ServerView],
     registry: &Arc<Mutex<Registry>>,
-    boots: &mut HashMap<String, u32>,
+    boots: &mut HashMap<String, (u32, u32)>,
 ) -> bool {
     let mut pending = false;
     for server in servers {
-        let count = server.starts + server.soft_reboots + server.hard_reboots + server.rebuilds;
-        let previous = boots.insert(server.id.clone(), count);
-        if previous.is_none_or(|p| p == count) {
+        let count = (
+            server.soft_reboots,
+            server.starts + server.hard_reboots + server.rebuilds,
+        );
+        let Some(previous) = boots
+            .insert(server.id.clone(), count)
+            .filter(|p| *p != count)
+        else {
             continue;
-        }
-        let Some(node) = registry
+        };
+        let node = registry
             .lock()
             .expect("registry lock")
             .nodes
             .get(&server.id)
-            .cloned()
-        else {
-            continue;
-        };
+            .cloned();
+        let Some(node) = node else { continue };
         let nodes: Api<Node> = Api::all(client.clone());
-        let patch = json!({"metadata": {"labels": {crate::nodes::KUBELET_HANG_LABEL: null}}});
+        let kernel_hung = match nodes.get_opt(&node).await {
+            Ok(n) => n.is_some_and(|n| {
+                n.metadata
+                    .labels
+                    .unwrap_or_default()
+                    .contains_key(crate::nodes::KERNEL_HANG_LABEL)
+            }),
+            Err(e) => {
+                tracing::warn!(%node, "reading the node: {e:#}");
+                boots.insert(server.id.clone(), previous);
+                pending = true;
+                continue;
+            }
+        };
+        if kernel_hung && count.1 == previous.1 {
+            continue;
+        }
+        let patch = json!({"metadata": {"labels": {
+            crate::nodes::KUBELET_HANG_LABEL: null,
+            crate::nodes::KERNEL_HANG_LABEL: null,
+        }}});
         if let Err(e) = nodes
             .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
             tracing::warn!(%node, "restarting the kubelet: {e:#}");
-            boots.insert(server.id.clone(), previous.unwrap_or_default());
+            boots.insert(server.id.clone(), previous);
             pending = true;
         }
     }

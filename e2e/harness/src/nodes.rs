@@ -18,6 +18,8 @@ pub const MAGNUM_NODEGROUP_LABEL: &str = "magnum.openstack.org/nodegroup";
 pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 /// Set to "true" to make the node's kubelet report Ready=False (see stages/nodes.yaml).
 pub const KUBELET_HANG_LABEL: &str = "nodehealer.io/testbed-kubelet-hang";
+/// Set (with the kubelet-hang label) when the guest kernel hangs: a soft reboot does not help.
+pub const KERNEL_HANG_LABEL: &str = "nodehealer.io/testbed-kernel-hang";
 /// The node's InternalIP, read by the kwok stage that initialises the node.
 pub const INTERNAL_IP_ANNOTATION: &str = "nodehealer.io/testbed-internal-ip";
 
