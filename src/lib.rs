@@ -12,5 +12,7 @@ pub mod decide;
 pub mod error;
 pub mod health;
 pub mod leader;
+pub mod metrics;
+pub mod openstack;
 pub mod remediation;
 pub mod server;

@@ -1,0 +1,798 @@
+//! The HTTP side of the backend: one `reqwest` client per cloud, the Keystone session shared
+//! by every caller, and the one request loop every Nova and Magnum call goes through —
+//! timeouts, retries, re-authentication, metrics, logs.
+//!
+//! # Retries
+//!
+//! Reads (`GET`) and the token request are retried on transient failures — 5xx, 429,
+//! timeouts, connection errors — with capped exponential backoff and jitter, within
+//! [`ClientOptions::max_attempts`] and [`ClientOptions::retry_budget`].
+//!
+//! Actions (stop, start, reboot, rebuild, delete, resize, PATCH) are **not** retried when the
+//! outcome is ambiguous: after a timeout or a 5xx the request may have been carried out, and
+//! the remediation step machine must never send one action twice for one step. It re-reads
+//! the server and decides; [`CloudError::outcome_unknown`] tells it that it must. An action is
+//! sent again by the client only when it certainly never arrived: the connection could not be
+//! made, or the service refused the token (401) — then we re-authenticate once and resend.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, HeaderMap};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::clouds::{CloudConfig, Secret};
+use super::error::{CloudError, Result};
+use super::keystone::{self, Session, TokenResponse};
+use crate::metrics::Metrics;
+
+/// Timeouts and retry limits. The defaults suit a controller that reconciles often: no
+/// single call holds a reconcile for long.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// One HTTP request, from sending to the last byte of the answer.
+    pub timeout: Duration,
+    /// Establishing a connection (TCP and TLS); capped by `timeout`.
+    pub connect_timeout: Duration,
+    /// How many times a read (or the token request) is tried at most.
+    pub max_attempts: u32,
+    /// No retry starts once this long has passed since the first attempt.
+    pub retry_budget: Duration,
+    /// The first backoff; it doubles per retry up to `backoff_max`, with jitter.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// A token is replaced this long before it expires (at most half its lifetime).
+    pub token_refresh_margin: Duration,
+    pub user_agent: String,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            max_attempts: 4,
+            retry_budget: Duration::from_secs(30),
+            backoff_initial: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(4),
+            token_refresh_margin: Duration::from_secs(120),
+            user_agent: concat!("nodehealer/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+/// The services we talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Service {
+    Nova,
+    Magnum,
+}
+
+/// Nova microversion 2.1 is the base every Nova since Liberty serves, and has all we read:
+/// `status`, `OS-EXT-STS:task_state|vm_state|power_state`, `image.id`, `metadata`, `updated`.
+/// Later microversions only add fields we do not use (2.47 embeds the flavor, 2.98 adds image
+/// properties); `image.id` is in every version (and `image` is `""` for servers booted from a
+/// volume, in every version too).
+pub const NOVA_MICROVERSION: &str = "compute 2.1";
+/// Magnum 1.9: resize (1.7) with `nodegroup`, and the nodegroups API (1.9). Train and later.
+pub const MAGNUM_API_VERSION: &str = "container-infra 1.9";
+
+impl Service {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Service::Nova => "nova",
+            Service::Magnum => "magnum",
+        }
+    }
+    fn catalog_type(self) -> &'static str {
+        match self {
+            Service::Nova => "compute",
+            Service::Magnum => "container-infra",
+        }
+    }
+    fn api_version(self) -> &'static str {
+        match self {
+            Service::Nova => NOVA_MICROVERSION,
+            Service::Magnum => MAGNUM_API_VERSION,
+        }
+    }
+}
+
+/// One Nova or Magnum request.
+pub(super) struct Request {
+    pub service: Service,
+    /// The metric label and the name in messages, e.g. `server_stop`.
+    pub operation: &'static str,
+    pub method: Method,
+    /// Appended to the catalog endpoint; starts with `/`; segments already escaped.
+    pub path: String,
+    pub query: Vec<(&'static str, String)>,
+    pub body: Option<Value>,
+}
+
+impl Request {
+    pub fn get(service: Service, operation: &'static str, path: String) -> Request {
+        Request {
+            service,
+            operation,
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn action(
+        service: Service,
+        operation: &'static str,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+    ) -> Request {
+        Request {
+            service,
+            operation,
+            method,
+            path,
+            query: Vec::new(),
+            body,
+        }
+    }
+
+    /// Reads may be sent again after any transient failure; actions may not.
+    fn is_read(&self) -> bool {
+        self.method == Method::GET
+    }
+}
+
+/// A successful answer.
+pub(super) struct Answer {
+    pub body: Vec<u8>,
+}
+
+/// A raw answer or a transport failure, from one HTTP exchange.
+struct Exchange {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Failure {
+    /// Nothing reached the service: the connection could not be made.
+    not_sent: bool,
+    detail: String,
+}
+
+/// A cloud's client: Keystone session plus Nova and Magnum calls. Share it as
+/// `Arc<dyn Cloud>`; every clone of the `Arc` uses the same token.
+pub struct OpenStackClient {
+    http: reqwest::Client,
+    config: CloudConfig,
+    identity_url: String,
+    options: ClientOptions,
+    metrics: Metrics,
+    /// The current token. The lock is held while authenticating, so concurrent callers
+    /// wait for one token instead of each asking Keystone for their own.
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+}
+
+impl std::fmt::Debug for OpenStackClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenStackClient")
+            .field("cloud", &self.config.name)
+            .field("identity_url", &self.identity_url)
+            .field("region", &self.config.region_name)
+            .field("interface", &self.config.interface)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenStackClient {
+    /// A client for `config`. Nothing is sent yet: the first call authenticates.
+    pub fn new(config: CloudConfig, options: ClientOptions, metrics: Metrics) -> Result<Self> {
+        // rustls with ring is the only provider compiled in; installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let identity_url = keystone::identity_v3_url(&config.auth_url)?;
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout.min(options.timeout))
+            .user_agent(options.user_agent.clone());
+        if let Some(pem) = &config.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                CloudError::Config(format!(
+                    "cloud {}: the CA bundle is not valid PEM: {e}",
+                    config.name
+                ))
+            })?;
+            if certs.is_empty() {
+                return Err(CloudError::Config(format!(
+                    "cloud {}: the CA bundle holds no certificate",
+                    config.name
+                )));
+            }
+            // As openstacksdk does with `cacert`: trust these CAs, and only these.
+            builder = builder.tls_certs_only(certs);
+        }
+        if !config.verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| {
+            CloudError::Config(format!("cannot build the HTTP client: {}", error_chain(&e)))
+        })?;
+        Ok(OpenStackClient {
+            http,
+            config,
+            identity_url,
+            options,
+            metrics,
+            session: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The cloud's configuration (its `Debug` hides the secrets).
+    pub fn config(&self) -> &CloudConfig {
+        &self.config
+    }
+
+    /// Gets a token now (or reuses the current one): checks the credentials and the catalog
+    /// up front, e.g. when a Secret changes.
+    pub async fn authenticate(&self) -> Result<()> {
+        let session = self.session().await?;
+        keystone::select_endpoint(
+            &session.catalog,
+            Service::Nova.catalog_type(),
+            self.config.interface,
+            self.config.region_name.as_deref(),
+        )
+        .map(drop)
+    }
+
+    /// The current session, authenticating when there is none or it is about to expire.
+    async fn session(&self) -> Result<Arc<Session>> {
+        let mut current = self.session.lock().await;
+        if let Some(s) = current.as_ref().filter(|s| s.fresh(Instant::now())) {
+            return Ok(s.clone());
+        }
+        let fresh = Arc::new(self.new_session().await?);
+        *current = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Drops `stale` after a service refused its token, unless someone already replaced it.
+    async fn invalidate(&self, stale: &Arc<Session>) {
+        let mut current = self.session.lock().await;
+        if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, stale)) {
+            *current = None;
+        }
+    }
+
+    async fn new_session(&self) -> Result<Session> {
+        const SERVICE: &str = "keystone";
+        const OPERATION: &str = "auth";
+        let url = format!("{}/auth/tokens", self.identity_url);
+        let body = keystone::token_request(&self.config.credentials);
+        let mut retry = Retry::new(&self.options);
+        loop {
+            let request = self
+                .http
+                .post(&url)
+                .header(ACCEPT, "application/json")
+                .json(&body);
+            let outcome = self
+                .exchange(SERVICE, OPERATION, &Method::POST, &url, request)
+                .await;
+            let answer = match outcome {
+                Ok(a) => a,
+                Err(failure) => {
+                    if let Some(delay) = retry.next_delay() {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(CloudError::Unavailable {
+                        service: SERVICE,
+                        operation: OPERATION,
+                        status: None,
+                        outcome_unknown: false,
+                        detail: format!(
+                            "Keystone at {} {}",
+                            self.identity_url,
+                            retry.after(&failure.detail)
+                        ),
+                    });
+                }
+            };
+            let status = answer.status;
+            if status.is_success() {
+                let received = Instant::now();
+                let token = answer
+                    .headers
+                    .get("X-Subject-Token")
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new)
+                    .ok_or_else(|| CloudError::BadResponse {
+                        service: SERVICE,
+                        operation: OPERATION,
+                        message: format!(
+                            "HTTP {} without an X-Subject-Token header",
+                            status.as_u16()
+                        ),
+                    })?;
+                let parsed: TokenResponse = parse_json(SERVICE, OPERATION, &answer.body)?;
+                return keystone::session(
+                    token,
+                    parsed.token,
+                    received,
+                    self.options.token_refresh_margin,
+                )
+                .map_err(|message| CloudError::BadResponse {
+                    service: SERVICE,
+                    operation: OPERATION,
+                    message,
+                });
+            }
+            let message = self.scrub(&service_message(&answer.body), None);
+            if is_transient(status) {
+                if let Some(delay) = retry.next_delay() {
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                return Err(CloudError::Unavailable {
+                    service: SERVICE,
+                    operation: OPERATION,
+                    status: Some(status.as_u16()),
+                    outcome_unknown: false,
+                    detail: format!(
+                        "Keystone at {} {}",
+                        self.identity_url,
+                        retry.after(&format!("answered HTTP {}: {message}", status.as_u16()))
+                    ),
+                });
+            }
+            if status == StatusCode::NOT_FOUND {
+                return Err(CloudError::Config(format!(
+                    "cloud {}: no Keystone v3 token API at {url} (HTTP 404); check auth_url",
+                    self.config.name
+                )));
+            }
+            return Err(CloudError::Auth {
+                service: SERVICE,
+                operation: OPERATION,
+                status: Some(status.as_u16()),
+                message: format!(
+                    "Keystone at {} refused the {} credentials of cloud {}: {message}",
+                    self.identity_url,
+                    self.config.credentials.method(),
+                    self.config.name
+                ),
+            });
+        }
+    }
+
+    /// Sends a Nova or Magnum request; see the module doc for what is retried. Non-2xx
+    /// answers come back as errors.
+    pub(super) async fn call(&self, req: &Request) -> Result<Answer> {
+        let service = req.service.name();
+        let mut retry = Retry::new(&self.options);
+        let mut reauthenticated = false;
+        loop {
+            let session = self.session().await?;
+            let base = keystone::select_endpoint(
+                &session.catalog,
+                req.service.catalog_type(),
+                self.config.interface,
+                self.config.region_name.as_deref(),
+            )?;
+            let url = format!("{base}{}", req.path);
+            let mut builder = self
+                .http
+                .request(req.method.clone(), &url)
+                .header("X-Auth-Token", session.token.expose())
+                .header("OpenStack-API-Version", req.service.api_version())
+                .header(ACCEPT, "application/json");
+            if !req.query.is_empty() {
+                builder = builder.query(&req.query);
+            }
+            if let Some(body) = &req.body {
+                builder = builder.json(body);
+            }
+            let answer = match self
+                .exchange(service, req.operation, &req.method, &url, builder)
+                .await
+            {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    if (req.is_read() || failure.not_sent)
+                        && let Some(delay) = retry.next_delay()
+                    {
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(CloudError::Unavailable {
+                        service,
+                        operation: req.operation,
+                        status: None,
+                        outcome_unknown: !req.is_read() && !failure.not_sent,
+                        detail: retry.after(&failure.detail),
+                    });
+                }
+            };
+            let status = answer.status;
+            if status.is_success() {
+                return Ok(Answer { body: answer.body });
+            }
+            if status == StatusCode::UNAUTHORIZED && !reauthenticated {
+                // Keystone revoked or expired the token early: the service did not act.
+                tracing::debug!(
+                    service,
+                    operation = req.operation,
+                    "token refused; re-authenticating"
+                );
+                self.invalidate(&session).await;
+                reauthenticated = true;
+                continue;
+            }
+            let message = self.scrub(&service_message(&answer.body), Some(&session.token));
+            if is_transient(status)
+                && req.is_read()
+                && let Some(delay) = retry.next_delay()
+            {
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            return Err(status_error(
+                req,
+                status,
+                if is_transient(status) {
+                    retry.after(&message)
+                } else {
+                    message
+                },
+            ));
+        }
+    }
+
+    /// One HTTP exchange: sends, reads the whole answer, counts it, logs it (without headers
+    /// or bodies, so without tokens or passwords).
+    async fn exchange(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        method: &Method,
+        url: &str,
+        request: reqwest::RequestBuilder,
+    ) -> std::result::Result<Exchange, Failure> {
+        let started = Instant::now();
+        let result = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?.to_vec();
+            Ok::<_, reqwest::Error>(Exchange {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(exchange) => {
+                let outcome = if exchange.status.is_server_error() {
+                    "server_error"
+                } else if exchange.status.is_client_error() {
+                    "client_error"
+                } else {
+                    "ok"
+                };
+                self.metrics
+                    .openstack_request(service, operation, outcome, elapsed);
+                tracing::debug!(
+                    service,
+                    operation,
+                    %method,
+                    url,
+                    status = exchange.status.as_u16(),
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "OpenStack request"
+                );
+                Ok(exchange)
+            }
+            Err(e) => {
+                let (outcome, detail) = if e.is_timeout() {
+                    (
+                        "timeout",
+                        format!("no answer within {:?}", self.options.timeout),
+                    )
+                } else if e.is_connect() {
+                    (
+                        "connect_error",
+                        format!("cannot connect: {}", error_chain(&e)),
+                    )
+                } else {
+                    ("transport_error", error_chain(&e))
+                };
+                self.metrics
+                    .openstack_request(service, operation, outcome, elapsed);
+                tracing::debug!(
+                    service,
+                    operation,
+                    %method,
+                    url,
+                    outcome,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "OpenStack request failed"
+                );
+                Err(Failure {
+                    not_sent: e.is_connect(),
+                    detail: self.scrub(&detail, None),
+                })
+            }
+        }
+    }
+
+    /// Removes our secrets from text that came from elsewhere (a service's error message).
+    fn scrub(&self, text: &str, token: Option<&Secret>) -> String {
+        let mut out = text.to_string();
+        let secrets = [Some(self.config.credentials.secret()), token];
+        for secret in secrets.into_iter().flatten() {
+            if !secret.expose().is_empty() {
+                out = out.replace(secret.expose(), "***");
+            }
+        }
+        out
+    }
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The error for a non-2xx answer (after re-authentication and retries).
+fn status_error(req: &Request, status: StatusCode, message: String) -> CloudError {
+    let service = req.service.name();
+    let operation = req.operation;
+    match status.as_u16() {
+        401 => CloudError::Auth {
+            service,
+            operation,
+            status: Some(401),
+            message: format!("a fresh token was refused too: {message}"),
+        },
+        404 => CloudError::NotFound {
+            service,
+            operation,
+            message,
+        },
+        409 => CloudError::Conflict {
+            service,
+            operation,
+            message,
+        },
+        s if is_transient(status) => CloudError::Unavailable {
+            service,
+            operation,
+            status: Some(s),
+            // A 5xx may come after the service acted; a 429 is a refusal before it did.
+            outcome_unknown: !req.is_read() && status.is_server_error(),
+            detail: message,
+        },
+        s if status.is_client_error() => CloudError::Rejected {
+            service,
+            operation,
+            status: s,
+            message,
+        },
+        s => CloudError::BadResponse {
+            service,
+            operation,
+            message: format!("unexpected HTTP {s}: {message}"),
+        },
+    }
+}
+
+/// Reads a JSON body into `T`.
+pub(super) fn parse_json<T: DeserializeOwned>(
+    service: &'static str,
+    operation: &'static str,
+    body: &[u8],
+) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| CloudError::BadResponse {
+        service,
+        operation,
+        message: format!("cannot read the JSON answer: {e}"),
+    })
+}
+
+const MESSAGE_LIMIT: usize = 300;
+
+/// The message of an OpenStack error body: Keystone `{"error": {"message"}}`, Nova
+/// `{"<fault>": {"message"}}`, Magnum `{"errors": [{"detail"}]}`; else the start of the text.
+pub(super) fn service_message(body: &[u8]) -> String {
+    let from_json = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
+        if let Some(first) = v.get("errors").and_then(|e| e.get(0)) {
+            return first
+                .get("detail")
+                .or_else(|| first.get("title"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+        }
+        let object = v.as_object()?;
+        object.values().find_map(|inner| {
+            inner
+                .get("message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+    });
+    let text = from_json.unwrap_or_else(|| {
+        String::from_utf8_lossy(body)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let text = if text.is_empty() {
+        "no message".to_string()
+    } else {
+        text
+    };
+    if text.chars().count() > MESSAGE_LIMIT {
+        let cut: String = text.chars().take(MESSAGE_LIMIT).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// An error with its sources: reqwest's own message is only "error sending request".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Attempts and backoff for one call.
+struct Retry<'a> {
+    options: &'a ClientOptions,
+    attempts: u32,
+    started: Instant,
+}
+
+impl<'a> Retry<'a> {
+    fn new(options: &'a ClientOptions) -> Self {
+        Retry {
+            options,
+            attempts: 1,
+            started: Instant::now(),
+        }
+    }
+
+    /// The wait before the next attempt, or None when the attempts or the budget are spent.
+    fn next_delay(&mut self) -> Option<Duration> {
+        if self.attempts >= self.options.max_attempts {
+            return None;
+        }
+        let exp = self
+            .options
+            .backoff_initial
+            .saturating_mul(1 << (self.attempts - 1).min(16));
+        let cap = exp.min(self.options.backoff_max);
+        // "Equal jitter": half the backoff, plus a random part of the other half, so callers
+        // that failed together do not come back together.
+        let delay = cap / 2 + cap.mul_f64(jitter() / 2.0);
+        if self.started.elapsed() + delay > self.options.retry_budget {
+            return None;
+        }
+        self.attempts += 1;
+        Some(delay)
+    }
+
+    /// `detail`, saying how many attempts it took when there were several.
+    fn after(&self, detail: &str) -> String {
+        if self.attempts > 1 {
+            format!("{detail} (after {} attempts)", self.attempts)
+        } else {
+            detail.to_string()
+        }
+    }
+}
+
+/// A number in [0, 1): std's randomly keyed hasher is random enough for jitter.
+fn jitter() -> f64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Escapes one path segment (an id or a name from elsewhere).
+pub(super) fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_messages_in_each_shape() {
+        assert_eq!(
+            service_message(
+                br#"{"itemNotFound": {"code": 404, "message": "Instance x could not be found."}}"#
+            ),
+            "Instance x could not be found."
+        );
+        assert_eq!(
+            service_message(br#"{"error": {"code": 401, "message": "The request you have made requires authentication.", "title": "Unauthorized"}}"#),
+            "The request you have made requires authentication."
+        );
+        assert_eq!(
+            service_message(br#"{"errors": [{"status": 409, "title": "Conflict", "detail": "Updating a cluster when status is \"UPDATE_IN_PROGRESS\" is not supported."}]}"#),
+            "Updating a cluster when status is \"UPDATE_IN_PROGRESS\" is not supported."
+        );
+        assert_eq!(
+            service_message(b"<html>\n<body>502 Bad Gateway</body>\n</html>"),
+            "<html> <body>502 Bad Gateway</body> </html>"
+        );
+        assert_eq!(service_message(b""), "no message");
+        assert!(service_message("x".repeat(1000).as_bytes()).ends_with('…'));
+    }
+
+    #[test]
+    fn backoff_grows_capped_and_stops_at_the_limits() {
+        let options = ClientOptions {
+            max_attempts: 6,
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(300),
+            retry_budget: Duration::from_secs(60),
+            ..Default::default()
+        };
+        let mut retry = Retry::new(&options);
+        let delays: Vec<Duration> = std::iter::from_fn(|| retry.next_delay()).collect();
+        assert_eq!(delays.len(), 5);
+        let bounds = [(50, 100), (100, 200), (150, 300), (150, 300), (150, 300)];
+        for (d, (lo, hi)) in delays.iter().zip(bounds) {
+            assert!(
+                *d >= Duration::from_millis(lo) && *d <= Duration::from_millis(hi),
+                "{d:?}"
+            );
+        }
+        let tight = ClientOptions {
+            retry_budget: Duration::from_millis(10),
+            backoff_initial: Duration::from_millis(100),
+            ..Default::default()
+        };
+        assert_eq!(Retry::new(&tight).next_delay(), None);
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(segment("8a2b-x_y.z~"), "8a2b-x_y.z~");
+        assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
+    }
+}

@@ -1,0 +1,339 @@
+//! Nova: show a server, find one by exact name, power actions, rebuild, delete. Wire types
+//! stay here; callers see [`Server`].
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::client::{OpenStackClient, Request, Service, parse_json, segment};
+use super::error::{CloudError, Result};
+
+/// A Nova server, as the remediation needs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Server {
+    pub id: String,
+    pub name: String,
+    /// ACTIVE, SHUTOFF, REBOOT, HARD_REBOOT, REBUILD, BUILD, ERROR, DELETED, ...
+    pub status: String,
+    /// `OS-EXT-STS:task_state`: what Nova is doing to it now (`powering-off`, `rebooting`, ...).
+    pub task_state: Option<String>,
+    /// `OS-EXT-STS:vm_state`: `active`, `stopped`, `error`, ...
+    pub vm_state: Option<String>,
+    /// `OS-EXT-STS:power_state`, when the policy lets us see it.
+    pub power_state: Option<PowerState>,
+    /// The image it was built from; None for a server booted from a volume.
+    pub image_id: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// Nova's `updated`: moves whenever the server changes.
+    pub updated: Option<Timestamp>,
+}
+
+/// Status names Nova uses.
+pub mod status {
+    pub const ACTIVE: &str = "ACTIVE";
+    pub const SHUTOFF: &str = "SHUTOFF";
+    pub const ERROR: &str = "ERROR";
+    pub const DELETED: &str = "DELETED";
+}
+
+impl Server {
+    /// Powered off with nothing in progress: the guest cannot write anywhere. The one state
+    /// that confirms a fence.
+    pub fn is_off(&self) -> bool {
+        self.status == status::SHUTOFF && self.task_state.is_none()
+    }
+    /// Running with nothing in progress.
+    pub fn is_active(&self) -> bool {
+        self.status == status::ACTIVE && self.task_state.is_none()
+    }
+    /// Nova is working on it (a task is set): an action now would get a 409.
+    pub fn is_busy(&self) -> bool {
+        self.task_state.is_some()
+    }
+    pub fn is_error(&self) -> bool {
+        self.status == status::ERROR
+    }
+}
+
+/// Nova's power states (`nova/compute/power_state.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerState {
+    NoState,
+    Running,
+    Paused,
+    Shutdown,
+    Crashed,
+    Suspended,
+    Other(u8),
+}
+
+impl PowerState {
+    pub fn from_code(code: u8) -> PowerState {
+        match code {
+            0 => PowerState::NoState,
+            1 => PowerState::Running,
+            3 => PowerState::Paused,
+            4 => PowerState::Shutdown,
+            6 => PowerState::Crashed,
+            7 => PowerState::Suspended,
+            other => PowerState::Other(other),
+        }
+    }
+}
+
+/// Soft (ACPI, the guest shuts down cleanly) or hard (power cycle) reboot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebootType {
+    Soft,
+    Hard,
+}
+
+impl RebootType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RebootType::Soft => "SOFT",
+            RebootType::Hard => "HARD",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ServerEnvelope {
+    server: ServerWire,
+}
+
+#[derive(Deserialize)]
+struct ServerList {
+    servers: Vec<ServerWire>,
+    #[serde(default)]
+    servers_links: Vec<Link>,
+}
+
+#[derive(Deserialize)]
+struct Link {
+    #[serde(default)]
+    rel: String,
+}
+
+#[derive(Deserialize)]
+struct ServerWire {
+    id: String,
+    #[serde(default)]
+    name: String,
+    status: String,
+    #[serde(rename = "OS-EXT-STS:task_state", default)]
+    task_state: Option<String>,
+    #[serde(rename = "OS-EXT-STS:vm_state", default)]
+    vm_state: Option<String>,
+    #[serde(rename = "OS-EXT-STS:power_state", default)]
+    power_state: Option<u8>,
+    /// `{"id": ..., "links": [...]}`, or `""` for a server booted from a volume.
+    #[serde(default)]
+    image: Value,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    updated: Option<String>,
+}
+
+impl From<ServerWire> for Server {
+    fn from(w: ServerWire) -> Server {
+        Server {
+            id: w.id,
+            name: w.name,
+            status: w.status,
+            task_state: w.task_state.filter(|t| !t.is_empty()),
+            vm_state: w.vm_state,
+            power_state: w.power_state.map(PowerState::from_code),
+            image_id: w
+                .image
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .map(str::to_string),
+            metadata: w.metadata.unwrap_or_default(),
+            updated: w.updated.and_then(|u| u.parse().ok()),
+        }
+    }
+}
+
+/// `GET /servers/{id}`; None on 404.
+pub(super) async fn show(client: &OpenStackClient, id: &str) -> Result<Option<Server>> {
+    const OP: &str = "server_show";
+    let req = Request::get(Service::Nova, OP, format!("/servers/{}", segment(id)));
+    match client.call(&req).await {
+        Ok(answer) => {
+            let envelope: ServerEnvelope = parse_json("nova", OP, &answer.body)?;
+            Ok(Some(envelope.server.into()))
+        }
+        Err(CloudError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Pages of `GET /servers/detail` followed at most this far.
+const MAX_PAGES: usize = 50;
+
+/// The server named exactly `name`. Nova's `name` filter is a regular expression matched
+/// anywhere in the name, so the name is escaped and anchored, and the answer is filtered for
+/// an exact match again. More than one: an error, never a pick.
+pub(super) async fn find_by_name(client: &OpenStackClient, name: &str) -> Result<Option<Server>> {
+    const OP: &str = "server_list";
+    let mut found: Vec<Server> = Vec::new();
+    let mut marker: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut req = Request::get(Service::Nova, OP, "/servers/detail".to_string());
+        req.query
+            .push(("name", format!("^{}$", escape_regex(name))));
+        if let Some(m) = &marker {
+            req.query.push(("marker", m.clone()));
+        }
+        let answer = client.call(&req).await?;
+        let page: ServerList = parse_json("nova", OP, &answer.body)?;
+        let last = page.servers.last().map(|s| s.id.clone());
+        found.extend(
+            page.servers
+                .into_iter()
+                .filter(|s| s.name == name && s.status != status::DELETED)
+                .map(Server::from),
+        );
+        let more = page.servers_links.iter().any(|l| l.rel == "next");
+        match (more, last) {
+            (true, Some(last)) => marker = Some(last),
+            _ => break,
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        count => Err(CloudError::Ambiguous {
+            what: "server",
+            name: name.to_string(),
+            count,
+        }),
+    }
+}
+
+/// `POST /servers/{id}/action`; Nova answers 202 and works on it afterwards.
+pub(super) async fn action(
+    client: &OpenStackClient,
+    operation: &'static str,
+    id: &str,
+    body: Value,
+) -> Result<()> {
+    let req = Request::action(
+        Service::Nova,
+        operation,
+        Method::POST,
+        format!("/servers/{}/action", segment(id)),
+        Some(body),
+    );
+    client.call(&req).await.map(drop)
+}
+
+pub(super) async fn stop(client: &OpenStackClient, id: &str) -> Result<()> {
+    action(client, "server_stop", id, json!({"os-stop": null})).await
+}
+
+pub(super) async fn start(client: &OpenStackClient, id: &str) -> Result<()> {
+    action(client, "server_start", id, json!({"os-start": null})).await
+}
+
+pub(super) async fn reboot(client: &OpenStackClient, id: &str, kind: RebootType) -> Result<()> {
+    action(
+        client,
+        "server_reboot",
+        id,
+        json!({"reboot": {"type": kind.as_str()}}),
+    )
+    .await
+}
+
+pub(super) async fn rebuild(client: &OpenStackClient, id: &str, image_id: &str) -> Result<()> {
+    action(
+        client,
+        "server_rebuild",
+        id,
+        json!({"rebuild": {"imageRef": image_id}}),
+    )
+    .await
+}
+
+/// `DELETE /servers/{id}`: 204, and the server goes away soon after.
+pub(super) async fn delete(client: &OpenStackClient, id: &str) -> Result<()> {
+    let req = Request::action(
+        Service::Nova,
+        "server_delete",
+        Method::DELETE,
+        format!("/servers/{}", segment(id)),
+        None,
+    );
+    client.call(&req).await.map(drop)
+}
+
+/// Escapes the characters that mean something in a POSIX or Python regular expression.
+fn escape_regex(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_from_the_published_sample_shape() {
+        let wire: ServerEnvelope = serde_json::from_value(json!({"server": {
+            "id": "9168b536-cd40-4630-b43f-b259807c6e87",
+            "name": "k8s-worker-0",
+            "status": "ACTIVE",
+            "OS-EXT-STS:task_state": "powering-off",
+            "OS-EXT-STS:vm_state": "active",
+            "OS-EXT-STS:power_state": 1,
+            "image": {"id": "70a599e0-31e7-49b7-b260-868f441e862b", "links": []},
+            "metadata": {"magnum_nodegroup": "default-worker"},
+            "updated": "2013-09-03T04:01:33Z",
+            "flavor": {"id": "1"}
+        }}))
+        .unwrap();
+        let s = Server::from(wire.server);
+        assert_eq!(s.task_state.as_deref(), Some("powering-off"));
+        assert_eq!(s.power_state, Some(PowerState::Running));
+        assert_eq!(
+            s.image_id.as_deref(),
+            Some("70a599e0-31e7-49b7-b260-868f441e862b")
+        );
+        assert_eq!(
+            s.updated,
+            Some("2013-09-03T04:01:33Z".parse::<Timestamp>().unwrap())
+        );
+        assert!(!s.is_active(), "a task is running");
+        assert!(s.is_busy());
+
+        let volume_booted: ServerEnvelope = serde_json::from_value(json!({"server": {
+            "id": "x", "name": "n", "status": "SHUTOFF", "image": "",
+            "OS-EXT-STS:task_state": null, "OS-EXT-STS:power_state": 4,
+            "metadata": {}
+        }}))
+        .unwrap();
+        let s = Server::from(volume_booted.server);
+        assert_eq!(s.image_id, None);
+        assert!(s.is_off());
+        assert_eq!(s.power_state, Some(PowerState::Shutdown));
+    }
+
+    #[test]
+    fn names_are_matched_literally() {
+        assert_eq!(escape_regex("node-1.example"), "node-1\\.example");
+        assert_eq!(escape_regex("a+b(c)"), "a\\+b\\(c\\)");
+    }
+}
