@@ -87,9 +87,12 @@ mod tests {
 
     const ID: &str = "8a2bb0fa-5d1b-4bb4-a2e1-1e49a8e9d3f0";
 
+    /// A providerID and what it parses to: `(region, server id)`.
+    type Case<'a> = (&'a str, Option<(Option<&'a str>, &'a str)>);
+
     #[test]
     fn provider_ids() {
-        let cases: &[(&str, Option<(Option<&str>, &str)>)] = &[
+        let cases: &[Case] = &[
             (
                 "openstack:///8a2bb0fa-5d1b-4bb4-a2e1-1e49a8e9d3f0",
                 Some((None, ID)),
