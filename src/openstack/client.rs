@@ -791,6 +791,18 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_bundle_that_is_not_pem_is_a_config_error() {
+        let yaml = "clouds:\n  c:\n    auth:\n      auth_url: https://k/v3\n      user_id: u\n      password: p\n      project_id: x\n";
+        for pem in [&b"not a certificate"[..], b""] {
+            let config = CloudConfig::from_clouds_yaml(yaml, "c", Some(pem.to_vec())).unwrap();
+            let e = OpenStackClient::new(config, ClientOptions::default(), Metrics::default())
+                .unwrap_err();
+            assert!(matches!(e, CloudError::Config(_)), "{e:?}");
+            assert!(e.to_string().contains("cloud c: the CA bundle"), "{e}");
+        }
+    }
+
+    #[test]
     fn path_segments_are_escaped() {
         assert_eq!(segment("8a2b-x_y.z~"), "8a2b-x_y.z~");
         assert_eq!(segment("a/b c?"), "a%2Fb%20c%3F");
