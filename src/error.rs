@@ -32,6 +32,10 @@ pub enum Error {
     #[error("node {node} cannot be mapped to an OpenStack server: {message}")]
     Unmappable { node: String, message: String },
 
+    /// OpenStack failed or refused a request (the message never carries a credential).
+    #[error("{0}")]
+    Cloud(#[from] crate::openstack::CloudError),
+
     /// An object we read was not in the shape we expect.
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -49,6 +53,7 @@ impl Error {
             Error::InvalidSpec { .. } => "InvalidSpec",
             Error::Secret { .. } => "CloudSecretError",
             Error::Unmappable { .. } => "ServerNotMappable",
+            Error::Cloud(e) => e.category(),
             Error::Serialization(_) => "SerializationError",
             Error::Finalizer(_) => "FinalizerError",
         }
@@ -59,6 +64,7 @@ impl Error {
         match self {
             Error::Kube(e) => !matches!(e, kube::Error::Api(s) if s.code == 400 || s.code == 422),
             Error::InvalidSpec { .. } | Error::Secret { .. } | Error::Unmappable { .. } => false,
+            Error::Cloud(e) => e.retryable(),
             Error::Serialization(_) => false,
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)

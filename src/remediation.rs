@@ -235,6 +235,92 @@ pub fn next(
     }
 }
 
+/// The controller could not observe or reach what the next step needs (the cloud is
+/// unreachable, the Secret is missing, the node cannot be mapped): nothing is sent and nothing
+/// is released. The reason goes into `lastError` and the `Processing` condition; once the
+/// current step (or, before the first step, the remediation since `created`) has run longer
+/// than its timeout, the remediation fails so that the NodeHealthCheck escalates.
+pub fn blocked(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+    created: Option<Timestamp>,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Plan {
+    let observed = Observed {
+        node: None,
+        server: ServerObservation::Gone,
+        workloads: None,
+        cluster_status: None,
+    };
+    let mut m = Machine {
+        spec,
+        status: status.clone(),
+        observed: &observed,
+        now,
+        generation,
+        notice: None,
+    };
+    if m.status.phase.is_some_and(|p| p.is_final()) {
+        return Plan {
+            status: m.status,
+            action: Action::Done,
+            notice: None,
+        };
+    }
+    let current = m.status.steps.last().filter(|s| s.finished.is_none());
+    let (since, timeout) = match current {
+        Some(step) => (Some(step.started.0), step_timeout(spec, &step.name)),
+        None if spec.action.fences() => (created, spec.timeouts.fence.get()),
+        None => (created, spec.timeouts.recover.get()),
+    };
+    let overdue = since.is_some_and(|at| m.since(at) > timeout);
+    let action = if overdue {
+        m.fail(format!(
+            "{message}; gave up after {}s{}",
+            timeout.as_secs(),
+            if m.status.steps.iter().any(|s| s.name == STEP_RELEASE) {
+                ""
+            } else {
+                "; no workload was released"
+            }
+        ))
+    } else {
+        m.status.last_error = Some(message.to_string());
+        Action::Wait(FAILED_REQUEST_BACKOFF)
+    };
+    m.sync_conditions();
+    if !overdue {
+        // Still trying: say why in Processing (the phase name would hide it).
+        set_condition(
+            &mut m.status.conditions,
+            PROCESSING_CONDITION,
+            true,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    }
+    Plan {
+        status: m.status,
+        action,
+        notice: m.notice,
+    }
+}
+
+/// The timeout of a step, by name.
+fn step_timeout(spec: &RemediationSpec, step: &str) -> StdDuration {
+    match step {
+        STEP_FENCE => spec.timeouts.fence.get(),
+        STEP_RELEASE => spec.timeouts.release_workloads.get(),
+        STEP_WAIT_FOR_NODE => spec.timeouts.node_ready.get(),
+        _ => spec.timeouts.recover.get(),
+    }
+}
+
 struct Machine<'a> {
     spec: &'a RemediationSpec,
     status: RemediationStatus,

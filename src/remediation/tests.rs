@@ -500,3 +500,91 @@ fn a_final_remediation_does_nothing() {
     );
     assert_eq!(plan.action, Action::Done);
 }
+
+#[test]
+fn an_unreachable_cloud_blocks_then_fails_without_releasing_anything() {
+    let spec = spec(RemediationAction::PowerCycle);
+    // Before the first step: measured from the remediation's creation.
+    let plan = blocked(
+        &spec,
+        &RemediationStatus::default(),
+        Some(t(0)),
+        "CloudUnavailable",
+        "keystone token: unavailable",
+        t(30),
+        Some(1),
+    );
+    assert_eq!(plan.action, Action::Wait(FAILED_REQUEST_BACKOFF));
+    assert_eq!(
+        plan.status.last_error.as_deref(),
+        Some("keystone token: unavailable")
+    );
+    let processing = find_condition(&plan.status.conditions, PROCESSING_CONDITION).unwrap();
+    assert_eq!(
+        (processing.status.as_str(), processing.reason.as_str()),
+        ("True", "CloudUnavailable")
+    );
+    assert!(desired_taints(&spec, &plan.status).is_empty());
+
+    let plan = blocked(
+        &spec,
+        &plan.status,
+        Some(t(0)),
+        "CloudUnavailable",
+        "keystone token: unavailable",
+        t(61),
+        Some(1),
+    );
+    assert_eq!(plan.action, Action::Done);
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    let succeeded = find_condition(&plan.status.conditions, SUCCEEDED_CONDITION).unwrap();
+    assert_eq!(succeeded.status, "False");
+    assert!(
+        succeeded.message.contains("no workload was released"),
+        "{}",
+        succeeded.message
+    );
+    assert!(!is_condition_true(
+        &plan.status.conditions,
+        PROCESSING_CONDITION
+    ));
+}
+
+#[test]
+fn a_blocked_step_is_timed_from_its_own_start() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = RemediationStatus::default();
+    status.steps.push(StepRecord {
+        name: STEP_FENCE.into(),
+        started: Time(t(100)),
+        finished: None,
+        requests: vec![],
+        message: None,
+    });
+    status.phase = Some(RemediationPhase::Fencing);
+    // Created long ago, but the Fence step started at 100: not overdue at 150.
+    let plan = blocked(
+        &spec,
+        &status,
+        Some(t(0)),
+        "X",
+        "nova down",
+        t(150),
+        Some(1),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Fencing));
+    let plan = blocked(
+        &spec,
+        &status,
+        Some(t(0)),
+        "X",
+        "nova down",
+        t(161),
+        Some(1),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    // A final remediation stays as it is.
+    let again = blocked(&spec, &plan.status, Some(t(0)), "X", "y", t(500), Some(1));
+    assert_eq!(again.status, plan.status);
+    assert_eq!(again.action, Action::Done);
+}

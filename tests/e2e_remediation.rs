@@ -1,0 +1,688 @@
+//! The Remediation controller on the real test bed with the OpenStack simulator: each action
+//! end to end, the safety invariants (no out-of-service taint without a confirmed SHUTOFF, no
+//! action sent twice across operator crashes), and failures that must not release anything.
+//!
+//! Remediations are created here exactly as a NodeHealthCheck creates them (the contract's
+//! name and annotations), with `--controllers=remediation`, so each scenario controls when
+//! the remediation starts; the full NodeHealthCheck → Remediation story is in `e2e_failover.rs`.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{Event, Node, Secret};
+use kube::api::{Api, ListParams, PostParams};
+use nodehealer::api::{Remediation, RemediationPhase};
+use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::{
+    ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, ready_status, report_timing,
+    taint_strings, wait_for,
+};
+use serde_json::json;
+use support::Operator;
+
+const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service=nodeshutdown:NoExecute";
+
+struct Scenario {
+    tb: &'static TestBed,
+    ns: String,
+    cluster: TestCluster,
+    client: kube::Client,
+    op: Operator,
+}
+
+impl Scenario {
+    async fn new(prefix: &str, masters: u32, workers: u32) -> Result<Scenario> {
+        let tb = support::testbed().await?;
+        let ns = tb.namespace(prefix).await?;
+        let cluster = tb
+            .create_cluster(ClusterSpec::magnum(&ns, masters, workers))
+            .await?;
+        let client = tb.client().await?;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "cloud-credentials"},
+            "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
+        }))?;
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &secret)
+            .await?;
+        let op = Operator::start(tb, &ns, &["--controllers=remediation"])?;
+        Ok(Scenario {
+            tb,
+            ns,
+            cluster,
+            client,
+            op,
+        })
+    }
+
+    fn worker(&self, i: usize) -> String {
+        self.cluster.nodes_with_role("worker")[i].clone()
+    }
+
+    fn server(&self, node: &str) -> String {
+        self.cluster.servers[node].clone()
+    }
+
+    /// Creates the Remediation for `node` as the NodeHealthCheck would.
+    async fn remediate(&self, node: &str, spec: serde_json::Value) -> Result<()> {
+        let mut spec = spec;
+        let mut openstack =
+            json!({"cloudSecretRef": {"name": "cloud-credentials"}, "cloud": "openstack"});
+        if let Some(extra) = spec.get("openstack").and_then(|v| v.as_object()) {
+            for (k, v) in extra {
+                openstack[k] = v.clone();
+            }
+        }
+        spec["openstack"] = openstack;
+        let rem: Remediation = serde_json::from_value(json!({
+            "apiVersion": "nodehealer.io/v1alpha1",
+            "kind": "Remediation",
+            "metadata": {
+                "name": node,
+                "annotations": {
+                    "remediation.medik8s.io/node-name": node,
+                    "remediation.medik8s.io/template-name": "test"
+                }
+            },
+            "spec": spec
+        }))?;
+        self.remediations()
+            .create(&PostParams::default(), &rem)
+            .await?;
+        Ok(())
+    }
+
+    fn remediations(&self) -> Api<Remediation> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    async fn phase(&self, node: &str) -> Result<Option<RemediationPhase>> {
+        Ok(self
+            .remediations()
+            .get(node)
+            .await?
+            .status
+            .and_then(|s| s.phase))
+    }
+
+    async fn wait_phase(
+        &self,
+        node: &str,
+        phase: RemediationPhase,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let took = wait_for(
+            timeout,
+            &format!("Remediation {node} {phase:?}"),
+            || async {
+                let now = self.phase(node).await?;
+                if now.is_some_and(|p| p.is_final()) && now != Some(phase) {
+                    bail!("Remediation ended {now:?}, wanted {phase:?}");
+                }
+                Ok(now == Some(phase))
+            },
+        )
+        .await;
+        took.with_context(|| format!("operator log:\n{}", self.op.log_tail()))
+    }
+
+    /// Waits until the node is no longer Ready: a Remediation of a Ready node ends at once
+    /// without doing anything, so each scenario starts from a node that is really down.
+    async fn wait_not_ready(&self, node: &str) -> Result<()> {
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{node} not Ready"),
+            || async {
+                Ok(self
+                    .node(node)
+                    .await?
+                    .and_then(|n| ready_status(&n))
+                    .as_deref()
+                    != Some("True"))
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Waits until none of our taints (nor the out-of-service one) is left on the node: they
+    /// go right after the final phase is written.
+    async fn wait_taints_gone(&self, node: &str) -> Result<Vec<String>> {
+        wait_for(
+            Duration::from_secs(10),
+            &format!("our taints gone from {node}"),
+            || async {
+                let taints = self.taints(node).await?;
+                Ok(!taints
+                    .iter()
+                    .any(|t| t.starts_with("nodehealer.io/") || t == OUT_OF_SERVICE))
+            },
+        )
+        .await?;
+        self.taints(node).await
+    }
+
+    async fn node(&self, name: &str) -> Result<Option<Node>> {
+        Ok(Api::<Node>::all(self.client.clone()).get_opt(name).await?)
+    }
+
+    async fn taints(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self
+            .node(name)
+            .await?
+            .map(|n| taint_strings(&n))
+            .unwrap_or_default())
+    }
+
+    /// Accepted OpenStack actions on a server, from the simulator's request log.
+    fn accepted_actions(&self, server: &str) -> Vec<String> {
+        self.tb
+            .sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.server_id.as_deref() == Some(server) && (200..300).contains(&r.status))
+            .filter_map(|r| match (r.method.as_str(), r.action) {
+                ("POST", Some(a)) => Some(a),
+                ("DELETE", _) => Some("delete".into()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn events(&self, reason: &str) -> Result<Vec<String>> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter_map(|e| e.message)
+            .collect())
+    }
+}
+
+/// PowerCycle: the server dies, the step machine confirms SHUTOFF, the out-of-service taint
+/// frees the StatefulSet pod, the taint goes, the server is powered on, the node is Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_cycle_frees_the_workload_only_after_shutoff_and_brings_the_node_back() -> Result<()>
+{
+    let s = Scenario::new("powercycle", 1, 3).await?;
+    stateful_app(
+        &s.client,
+        &s.ns,
+        "db",
+        &[
+            (nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name),
+            (MAGNUM_ROLE_LABEL, "worker"),
+        ],
+    )
+    .await?;
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
+    })
+    .await?;
+    let victim = running_on(&s.client, &s.ns, "db-0")
+        .await?
+        .expect("db-0 placed");
+    let server = s.server(&victim);
+
+    // The kubelet hangs: Nova still says ACTIVE, so fencing must power the server off first.
+    s.tb.kubelet_hang(&victim).await?;
+    wait_for(Duration::from_secs(20), "Ready=False", || async {
+        Ok(s.node(&victim)
+            .await?
+            .and_then(|n| ready_status(&n))
+            .as_deref()
+            == Some("False"))
+    })
+    .await?;
+    let started = Instant::now();
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
+    wait_for(
+        Duration::from_secs(90),
+        "the workload running elsewhere",
+        || async {
+            Ok(matches!(running_on(&s.client, &s.ns, "db-0").await?, Some(n) if n != victim))
+        },
+    )
+    .await
+    .with_context(|| format!("operator log:\n{}", s.op.log_tail()))?;
+    let moved = started.elapsed();
+    report_timing(
+        "remediation: PowerCycle created -> StatefulSet pod Running elsewhere",
+        moved,
+    );
+
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(60),
+    )
+    .await?;
+    assert_eq!(s.tb.power_state(&victim).await?.status, "ACTIVE");
+    assert_eq!(
+        ready_status(&s.node(&victim).await?.expect("node")).as_deref(),
+        Some("True")
+    );
+    s.wait_taints_gone(&victim).await?;
+    assert_eq!(s.accepted_actions(&server), vec!["os-stop", "os-start"]);
+    let rem = s.remediations().get(&victim).await?;
+    let steps: Vec<String> = rem
+        .status
+        .unwrap()
+        .steps
+        .into_iter()
+        .map(|st| st.name)
+        .collect();
+    assert_eq!(
+        steps,
+        vec!["Fence", "ReleaseWorkloads", "Recover", "WaitForNode"]
+    );
+    Ok(())
+}
+
+/// The out-of-service taint appears only while Nova reports the server SHUTOFF: sampled
+/// continuously through a whole PowerCycle whose server is slow to power off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_out_of_service_taint_never_precedes_a_confirmed_shutoff() -> Result<()> {
+    let s = Scenario::new("invariant", 0, 3).await?;
+    // A pod on the node keeps the release step (and so the taint) long enough to be seen.
+    stateful_app(
+        &s.client,
+        &s.ns,
+        "db",
+        &[(nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name)],
+    )
+    .await?;
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
+    })
+    .await?;
+    let victim = running_on(&s.client, &s.ns, "db-0")
+        .await?
+        .expect("db-0 placed");
+    let server_id = s.server(&victim);
+    s.tb.kubelet_hang(&victim).await?;
+    wait_for(Duration::from_secs(20), "Ready=False", || async {
+        Ok(s.node(&victim)
+            .await?
+            .and_then(|n| ready_status(&n))
+            .as_deref()
+            == Some("False"))
+    })
+    .await?;
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut saw_taint = false;
+    while Instant::now() < deadline {
+        let taints = s.taints(&victim).await?;
+        if taints.iter().any(|t| t == OUT_OF_SERVICE) {
+            saw_taint = true;
+            // Read after the taints: the server must still be off, unless recovery began in
+            // between — and os-start is only ever sent once the taint is gone.
+            let server = s.tb.power_state(&victim).await?;
+            let started = s
+                .accepted_actions(&server_id)
+                .iter()
+                .any(|a| a == "os-start");
+            assert!(
+                server.status == "SHUTOFF" || started,
+                "out-of-service taint while the server is {} ({:?}) and was never started again",
+                server.status,
+                server.task_state
+            );
+        }
+        if s.phase(&victim).await? == Some(RemediationPhase::Succeeded) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        saw_taint,
+        "the taint was applied at some point; log:\n{}",
+        s.op.log_tail()
+    );
+    assert_eq!(s.phase(&victim).await?, Some(RemediationPhase::Succeeded));
+    Ok(())
+}
+
+/// A server that refuses to power off: nothing is released, a Warning says why, and the
+/// Remediation fails (Succeeded=False) after the fence timeout so the NodeHealthCheck escalates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_refuses_to_power_off_releases_nothing() -> Result<()> {
+    let s = Scenario::new("refuse", 0, 3).await?;
+    stateful_app(
+        &s.client,
+        &s.ns,
+        "db",
+        &[(nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name)],
+    )
+    .await?;
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
+    })
+    .await?;
+    let victim = running_on(&s.client, &s.ns, "db-0")
+        .await?
+        .expect("db-0 placed");
+    s.tb.sim.refuse_power_off(&s.server(&victim), true);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "timeouts": {"fence": "10s"}}),
+    )
+    .await?;
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while s.phase(&victim).await? != Some(RemediationPhase::Failed) {
+        assert!(
+            Instant::now() < deadline,
+            "never failed; log:\n{}",
+            s.op.log_tail()
+        );
+        assert!(
+            !s.taints(&victim).await?.iter().any(|t| t == OUT_OF_SERVICE),
+            "out-of-service taint on a server that is still ACTIVE"
+        );
+        assert_eq!(
+            running_on(&s.client, &s.ns, "db-0").await?.as_deref(),
+            Some(victim.as_str()),
+            "the pod must stay where it is"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rem = s.remediations().get(&victim).await?;
+    let status = rem.status.expect("status");
+    let succeeded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Succeeded")
+        .expect("Succeeded condition");
+    assert_eq!(succeeded.status, "False");
+    assert!(
+        status
+            .last_error
+            .unwrap_or_default()
+            .contains("no workload was released")
+    );
+    assert!(
+        !s.events("RemediationFailed").await?.is_empty(),
+        "a Warning event says why"
+    );
+    assert_eq!(
+        s.accepted_actions(&s.server(&victim)),
+        vec!["os-stop"],
+        "one stop, never repeated"
+    );
+    Ok(())
+}
+
+/// Rebuild: fence, release, rebuild with the server's own image, power on (Nova leaves a
+/// server rebuilt while off, off), node Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_uses_the_servers_image_and_brings_the_node_back() -> Result<()> {
+    let s = Scenario::new("rebuild", 0, 2).await?;
+    let victim = s.worker(0);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(&victim, json!({"action": "Rebuild"})).await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let server = s.tb.power_state(&victim).await?;
+    assert_eq!(server.status, "ACTIVE");
+    assert_eq!(server.image_id, nodehealer_testbed::TESTBED_IMAGE);
+    assert_eq!(server.rebuilds, 1);
+    assert_eq!(
+        s.accepted_actions(&s.server(&victim)),
+        vec!["os-stop", "rebuild", "os-start"]
+    );
+    assert_eq!(
+        ready_status(&s.node(&victim).await?.expect("node")).as_deref(),
+        Some("True")
+    );
+    Ok(())
+}
+
+/// Replace through Magnum: the server is removed by a resize that keeps the node count, the
+/// old Node is deleted, a new server and node join, PermanentNodeDeletionExpected is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_through_magnum_removes_the_server_and_deletes_the_node() -> Result<()> {
+    let s = Scenario::new("replace", 1, 2).await?;
+    let victim = s.worker(0);
+    let server = s.server(&victim);
+    s.tb.fail_node(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(&victim, json!({"action": "Replace", "openstack": {"magnum": {"cluster": s.cluster.magnum_id.clone().unwrap()}}})).await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(90),
+    )
+    .await?;
+    assert!(s.tb.sim.server(&server).is_none(), "the old server is gone");
+    assert!(s.node(&victim).await?.is_none(), "the old Node is deleted");
+    let rem = s.remediations().get(&victim).await?;
+    let conditions = rem.status.unwrap().conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "PermanentNodeDeletionExpected" && c.status == "True")
+    );
+    let resizes: Vec<_> =
+        s.tb.sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/actions/resize") && (200..300).contains(&r.status))
+            .collect();
+    assert_eq!(resizes.len(), 1, "exactly one resize");
+    // The replacement joins the pool.
+    let nodes: Api<Node> = Api::all(s.client.clone());
+    wait_for(
+        Duration::from_secs(60),
+        "a replacement worker Ready",
+        || async {
+            let list = nodes
+                .list(&ListParams::default().labels(&s.cluster.worker_selector()))
+                .await?;
+            Ok(list
+                .items
+                .iter()
+                .filter(|n| nodehealer_testbed::is_ready(n))
+                .count()
+                == 2)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reboot for a hung kernel: a soft reboot is ignored, so after half the recover timeout a
+/// hard one follows; the node comes back with no fencing at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reboot_goes_from_soft_to_hard_for_a_hung_kernel() -> Result<()> {
+    let s = Scenario::new("reboot", 0, 2).await?;
+    let victim = s.worker(0);
+    s.tb.kernel_hang(&victim).await?;
+    wait_for(Duration::from_secs(20), "Ready=False", || async {
+        Ok(s.node(&victim)
+            .await?
+            .and_then(|n| ready_status(&n))
+            .as_deref()
+            == Some("False"))
+    })
+    .await?;
+    s.remediate(
+        &victim,
+        json!({"action": "Reboot", "timeouts": {"recover": "10s"}}),
+    )
+    .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(40),
+    )
+    .await?;
+    assert_eq!(
+        s.accepted_actions(&s.server(&victim)),
+        vec!["reboot", "reboot"]
+    );
+    let server = s.tb.power_state(&victim).await?;
+    assert_eq!((server.soft_reboots, server.hard_reboots), (1, 1));
+    assert!(
+        !s.taints(&victim)
+            .await?
+            .iter()
+            .any(|t| t.starts_with("nodehealer.io/")),
+        "a reboot does not fence"
+    );
+    Ok(())
+}
+
+/// A node that is Ready when its Remediation starts is never fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_node_is_never_fenced() -> Result<()> {
+    let s = Scenario::new("ready", 0, 2).await?;
+    let node = s.worker(0);
+    s.remediate(&node, json!({"action": "PowerCycle"})).await?;
+    s.wait_phase(&node, RemediationPhase::Succeeded, Duration::from_secs(30))
+        .await?;
+    assert!(s.accepted_actions(&s.server(&node)).is_empty());
+    Ok(())
+}
+
+/// The operator is killed (SIGKILL) again and again during a Rebuild; each time it restarts
+/// and resumes from the status. The simulator's log shows every action accepted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_killed_at_every_step_resumes_without_repeating_an_action() -> Result<()> {
+    let mut s = Scenario::new("crash", 0, 2).await?;
+    let victim = s.worker(0);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(&victim, json!({"action": "Rebuild"})).await?;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let phase = s.phase(&victim).await?;
+        if phase == Some(RemediationPhase::Succeeded) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck in {phase:?}; log:\n{}",
+            s.op.log_tail()
+        );
+        if let Some(p) = phase
+            && !seen.contains(&p)
+        {
+            // A new step began: kill the operator right there, then start it again.
+            seen.push(p);
+            s.op.restart(s.tb)?;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(seen.len() >= 3, "killed in several phases: {seen:?}");
+    assert_eq!(
+        s.accepted_actions(&s.server(&victim)),
+        vec!["os-stop", "rebuild", "os-start"]
+    );
+    s.wait_taints_gone(&victim).await?;
+    Ok(())
+}
+
+/// Deleting a Remediation in the middle removes our taints (the finalizer), whatever the phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_remediation_removes_our_taints() -> Result<()> {
+    let s = Scenario::new("finalizer", 0, 2).await?;
+    let victim = s.worker(0);
+    s.tb.sim.refuse_power_off(&s.server(&victim), true);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "timeouts": {"fence": "60s"}}),
+    )
+    .await?;
+    wait_for(Duration::from_secs(30), "our NoSchedule taint", || async {
+        Ok(s.taints(&victim)
+            .await?
+            .iter()
+            .any(|t| t.starts_with("nodehealer.io/remediating")))
+    })
+    .await?;
+    s.remediations()
+        .delete(&victim, &Default::default())
+        .await?;
+    wait_for(
+        Duration::from_secs(30),
+        "the Remediation gone and our taint with it",
+        || async {
+            let gone = s.remediations().get_opt(&victim).await?.is_none();
+            Ok(gone
+                && !s
+                    .taints(&victim)
+                    .await?
+                    .iter()
+                    .any(|t| t.starts_with("nodehealer.io/")))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Bad input: a missing Secret and a broken clouds.yaml give a clear condition and a Warning,
+/// never an action and never a crash loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_or_broken_clouds_yaml_is_reported_and_nothing_is_done() -> Result<()> {
+    let s = Scenario::new("badcloud", 0, 2).await?;
+    let a = s.worker(0);
+    let b = s.worker(1);
+    s.tb.kubelet_hang(&a).await?;
+    s.tb.kubelet_hang(&b).await?;
+    s.wait_not_ready(&a).await?;
+    s.wait_not_ready(&b).await?;
+    let mut spec = json!({"action": "PowerCycle"});
+    spec["openstack"] = json!({"cloudSecretRef": {"name": "no-such-secret"}, "cloud": "openstack"});
+    s.remediate(&a, spec).await?;
+    let broken: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "broken"},
+        "stringData": {"clouds.yaml": "clouds: [this is: not a mapping"}
+    }))?;
+    Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &broken)
+        .await?;
+    let mut spec = json!({"action": "PowerCycle"});
+    spec["openstack"] = json!({"cloudSecretRef": {"name": "broken"}, "cloud": "openstack"});
+    s.remediate(&b, spec).await?;
+    for node in [&a, &b] {
+        wait_for(
+            Duration::from_secs(30),
+            "an error in the status",
+            || async {
+                let rem = s.remediations().get(node).await?;
+                Ok(rem.status.and_then(|st| st.last_error).is_some())
+            },
+        )
+        .await?;
+        let rem = s.remediations().get(node).await?;
+        let error = rem.status.unwrap().last_error.unwrap();
+        assert!(
+            !error.contains(&s.tb.clouds_yaml("openstack")),
+            "no credentials in status"
+        );
+        assert!(s.accepted_actions(&s.server(node)).is_empty());
+        assert!(!s.taints(node).await?.iter().any(|t| t == OUT_OF_SERVICE));
+    }
+    assert!(!s.events("CloudSecretError").await?.is_empty());
+    assert!(s.op.proc.is_running(), "the operator keeps running");
+    Ok(())
+}
