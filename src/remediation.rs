@@ -486,15 +486,6 @@ impl Machine<'_> {
         };
         if self.spec.action == RemediationAction::Replace {
             let request = if self.spec.openstack.magnum.is_some() {
-                if let Some(status) = &self.observed.cluster_status
-                    && status.ends_with("_IN_PROGRESS")
-                    && last_request(step, REQ_RESIZE).is_none()
-                {
-                    self.set_step_message(format!(
-                        "waiting: the Magnum cluster is {status}; no resize is sent while it is busy"
-                    ));
-                    return Action::Wait(StdDuration::from_secs(5));
-                }
                 CloudRequest::MagnumResize
             } else {
                 CloudRequest::Delete
@@ -679,7 +670,18 @@ impl Machine<'_> {
     }
 
     /// Records the request in the current step (outcome unknown) and asks for it to be sent.
+    /// Nothing is sent to a Magnum cluster's servers while Magnum updates the cluster (as
+    /// magnum-auto-healer does): Heat could undo or fight the action.
     fn send(&mut self, request: CloudRequest) -> Action {
+        if self.spec.openstack.magnum.is_some()
+            && let Some(status) = self.observed.cluster_status.clone()
+            && status.ends_with("_IN_PROGRESS")
+        {
+            self.set_step_message(format!(
+                "waiting: the Magnum cluster is {status}; nothing is sent to it while it is busy"
+            ));
+            return Action::Wait(StdDuration::from_secs(5));
+        }
         let now = self.now;
         let target = self.status.server_id.clone();
         if let Some(step) = self.status.steps.last_mut() {

@@ -686,3 +686,130 @@ async fn a_missing_secret_or_broken_clouds_yaml_is_reported_and_nothing_is_done(
     assert!(s.op.proc.is_running(), "the operator keeps running");
     Ok(())
 }
+
+/// Keystone cannot be reached: nothing is fenced or released, the status and a Warning say
+/// why, and the Remediation fails after the fence timeout so the NodeHealthCheck escalates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_keystone_fails_the_remediation_without_releasing_anything() -> Result<()> {
+    let s = Scenario::new("nokeystone", 0, 2).await?;
+    let victim = s.worker(0);
+    // A clouds.yaml whose auth_url points at a port nobody listens on.
+    let dead = format!(
+        "http://127.0.0.1:{}/v3",
+        nodehealer_testbed::procs::free_port()?
+    );
+    let yaml =
+        s.tb.clouds_yaml("openstack")
+            .replace(&s.tb.sim.auth_url(), &dead);
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "unreachable"},
+        "stringData": {"clouds.yaml": yaml}
+    }))?;
+    Api::<Secret>::namespaced(s.client.clone(), &s.ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    let mut spec = json!({"action": "PowerCycle", "timeouts": {"fence": "10s"}});
+    spec["openstack"] = json!({"cloudSecretRef": {"name": "unreachable"}, "cloud": "openstack"});
+    s.remediate(&victim, spec).await?;
+    wait_for(
+        Duration::from_secs(30),
+        "the reason in the status",
+        || async {
+            let rem = s.remediations().get(&victim).await?;
+            let status = rem.status.unwrap_or_default();
+            Ok(status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Processing" && c.reason == "CloudUnavailable"))
+        },
+    )
+    .await
+    .with_context(|| s.op.log_tail())?;
+    s.wait_phase(&victim, RemediationPhase::Failed, Duration::from_secs(30))
+        .await?;
+    let status = s.remediations().get(&victim).await?.status.unwrap();
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("no workload was released"), "{error}");
+    assert!(
+        !error.contains(&s.tb.os_password),
+        "no password in the status"
+    );
+    let succeeded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Succeeded")
+        .expect("Succeeded");
+    assert_eq!(succeeded.status, "False");
+    assert!(
+        !s.events("CloudUnavailable").await?.is_empty(),
+        "a Warning event says why"
+    );
+    assert!(s.accepted_actions(&s.server(&victim)).is_empty());
+    assert!(
+        s.wait_taints_gone(&victim)
+            .await?
+            .iter()
+            .all(|t| t != OUT_OF_SERVICE)
+    );
+    assert_eq!(s.tb.power_state(&victim).await?.status, "ACTIVE");
+    Ok(())
+}
+
+/// Nova answers the `os-stop` with a 500 and GETs with 503s for a while: the stop's outcome is
+/// unknown, so it is sent again only once the server shows it never arrived; nothing is
+/// released before SHUTOFF, and every action is accepted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nova_errors_delay_the_remediation_but_never_duplicate_or_skip_a_step() -> Result<()> {
+    let s = Scenario::new("nova5xx", 0, 2).await?;
+    let victim = s.worker(0);
+    let server = s.server(&victim);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    let action_path = format!("/servers/{server}/action");
+    s.tb.sim.add_fault(
+        openstack_sim::Fault::error(openstack_sim::Service::Nova, 500)
+            .on_path(&action_path)
+            .times(1),
+    );
+    s.tb.sim.add_fault(
+        openstack_sim::Fault::error(openstack_sim::Service::Nova, 503)
+            .on_path(&format!("/servers/{server}"))
+            .times(3),
+    );
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let phase = s.phase(&victim).await?;
+        if phase == Some(RemediationPhase::Succeeded) {
+            break;
+        }
+        assert!(
+            phase != Some(RemediationPhase::Failed) && Instant::now() < deadline,
+            "ended {phase:?}; log:\n{}",
+            s.op.log_tail()
+        );
+        if s.taints(&victim).await?.iter().any(|t| t == OUT_OF_SERVICE) {
+            let state = s.tb.power_state(&victim).await?;
+            let started = s.accepted_actions(&server).iter().any(|a| a == "os-start");
+            assert!(
+                state.status == "SHUTOFF" || started,
+                "out-of-service taint while the server is {}",
+                state.status
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let failed: Vec<_> =
+        s.tb.sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.path.ends_with(&action_path) && r.status >= 500)
+            .collect();
+    assert_eq!(failed.len(), 1, "the injected failure happened");
+    assert_eq!(s.accepted_actions(&server), vec!["os-stop", "os-start"]);
+    s.wait_taints_gone(&victim).await?;
+    Ok(())
+}

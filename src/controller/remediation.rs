@@ -32,8 +32,8 @@ use crate::error::{Error, Result};
 use crate::openstack::{self, ClientOptions, Cloud, OpenStackClient, RebootType, ServerRef};
 use crate::remediation::{
     self as machine, Action, CloudRequest, NodeObservation, OUT_OF_SERVICE_TAINT_KEY,
-    OUTCOME_ACCEPTED, Observed, REMEDIATING_TAINT_KEY, STEP_FENCE, STEP_RECOVER, STEP_RELEASE,
-    ServerObservation, ServerState, Workloads,
+    OUTCOME_ACCEPTED, Observed, REMEDIATING_TAINT_KEY, STEP_FENCE, STEP_REBOOT, STEP_RECOVER,
+    STEP_RELEASE, ServerObservation, ServerState, Workloads,
 };
 use crate::server::Readiness;
 
@@ -406,7 +406,12 @@ async fn step(
         None
     };
     let cluster_status = match &rem.spec.openstack.magnum {
-        Some(m) if matches!(current.as_deref(), Some(STEP_FENCE) | Some(STEP_RECOVER)) => {
+        Some(m)
+            if matches!(
+                current.as_deref(),
+                Some(STEP_FENCE) | Some(STEP_RECOVER) | Some(STEP_REBOOT)
+            ) =>
+        {
             Some(cloud.cluster(&m.cluster).await?.status)
         }
         _ => None,

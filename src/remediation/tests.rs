@@ -588,3 +588,36 @@ fn a_blocked_step_is_timed_from_its_own_start() {
     assert_eq!(again.status, plan.status);
     assert_eq!(again.action, Action::Done);
 }
+
+#[test]
+fn nothing_is_sent_to_a_magnum_cluster_while_it_updates() {
+    let mut spec = spec(RemediationAction::PowerCycle);
+    spec.openstack.magnum = Some(MagnumSpec {
+        cluster: "k8s".into(),
+        report_health_status: false,
+    });
+    let mut obs = observed(Some(false), server("ACTIVE", None));
+    obs.cluster_status = Some("UPDATE_IN_PROGRESS".into());
+    let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+    assert_eq!(plan.action, Action::Wait(StdDuration::from_secs(5)));
+    assert!(
+        plan.status.steps[0].requests.is_empty(),
+        "no os-stop while busy"
+    );
+    assert!(
+        plan.status.steps[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("UPDATE_IN_PROGRESS")
+    );
+    obs.cluster_status = Some("UPDATE_COMPLETE".into());
+    let plan = run(&spec, &plan.status, &obs, t(6));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    // A reboot waits just the same.
+    let mut reboot = spec.clone();
+    reboot.action = RemediationAction::Reboot;
+    obs.cluster_status = Some("UPDATE_IN_PROGRESS".into());
+    let plan = run(&reboot, &RemediationStatus::default(), &obs, t(0));
+    assert_eq!(plan.action, Action::Wait(StdDuration::from_secs(5)));
+}

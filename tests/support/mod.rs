@@ -26,17 +26,25 @@ pub async fn testbed() -> Result<&'static TestBed> {
         let api: Api<CustomResourceDefinition> = Api::all(client);
         for crd in nodehealer::api::crds() {
             let name = crd.metadata.name.clone().context("crd name")?;
-            api.patch(&name, &PatchParams::apply("nodehealer-tests").force(), &Patch::Apply(&crd))
-                .await?;
-            wait_for(Duration::from_secs(30), "the CRD to be established", || async {
-                let crd = api.get(&name).await?;
-                Ok(crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True"))
-            })
+            api.patch(
+                &name,
+                &PatchParams::apply("nodehealer-tests").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+            wait_for(
+                Duration::from_secs(30),
+                "the CRD to be established",
+                || async {
+                    let crd = api.get(&name).await?;
+                    Ok(crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True"))
+                },
+            )
             .await?;
         }
         anyhow::Ok(())
@@ -76,7 +84,12 @@ impl Operator {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodehealer"));
         cmd.args(&args);
         let proc = tb.spawn_process(&format!("{ns}-{name}"), cmd)?;
-        Ok(Operator { proc, http_port, args, name: name.to_string() })
+        Ok(Operator {
+            proc,
+            http_port,
+            args,
+            name: name.to_string(),
+        })
     }
 
     /// Starts the same operator again (after a kill, say).
@@ -90,7 +103,12 @@ impl Operator {
 
     /// The operator's /metrics text.
     pub async fn metrics(&self) -> Result<String> {
-        Ok(reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port)).await?.text().await?)
+        Ok(
+            reqwest::get(format!("http://127.0.0.1:{}/metrics", self.http_port))
+                .await?
+                .text()
+                .await?,
+        )
     }
 
     /// The tail of the operator's log, for failure messages.

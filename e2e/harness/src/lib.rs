@@ -44,7 +44,8 @@ pub struct TestBed {
     pub cp: ControlPlane,
     pub sim: Sim,
     pub run_dir: PathBuf,
-    os_password: String,
+    /// The simulated user's password (tests check it never leaks).
+    pub os_password: String,
     registry: Arc<Mutex<Registry>>,
     wake_link: Arc<tokio::sync::Notify>,
     rt: tokio::runtime::Runtime,
