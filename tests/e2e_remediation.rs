@@ -813,3 +813,40 @@ async fn nova_errors_delay_the_remediation_but_never_duplicate_or_skip_a_step() 
     s.wait_taints_gone(&victim).await?;
     Ok(())
 }
+
+/// Every example RemediationTemplate (and the Secret beside them) is accepted by the real
+/// apiserver's schema and validation, and reads back as our type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_templates_are_accepted_by_the_apiserver() -> Result<()> {
+    let tb = support::testbed().await?;
+    let ns = tb.namespace("examples").await?;
+    let client = tb.client().await?;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut applied = 0;
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !(name.starts_with("remediationtemplate-") || name == "cloud-secret.yaml") {
+            continue;
+        }
+        let mut doc: serde_json::Value = serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+        doc["metadata"]["namespace"] = json!(ns);
+        if name == "cloud-secret.yaml" {
+            let secret: Secret = serde_json::from_value(doc)?;
+            Api::<Secret>::namespaced(client.clone(), &ns)
+                .create(&PostParams::default(), &secret)
+                .await?;
+        } else {
+            let template: nodehealer::api::RemediationTemplate = serde_json::from_value(doc)
+                .with_context(|| format!("{name} reads as a RemediationTemplate"))?;
+            let api: Api<nodehealer::api::RemediationTemplate> =
+                Api::namespaced(client.clone(), &ns);
+            api.create(&PostParams::default(), &template)
+                .await
+                .with_context(|| format!("{name} accepted"))?;
+        }
+        applied += 1;
+    }
+    assert_eq!(applied, 6, "every example was applied");
+    Ok(())
+}
