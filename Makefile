@@ -11,6 +11,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The e2e scenarios mostly wait on the control plane: run many side by side.
 TEST_THREADS ?= 24
+# The story `make demo` tells: power-cycle, kubelet-hang, replace, storm, control-plane.
+SCENARIO ?= power-cycle
 
 .PHONY: all testbed test unit lint generate demo bench clean-runs
 
@@ -34,6 +36,11 @@ test: testbed lint
 
 generate:
 	$(CARGO) run --locked --quiet --bin crdgen -- --out-dir crds
+
+demo: testbed
+	$(CARGO) build --locked -p nodehealer --bin nodehealer -p nodehealer-testbed --bin nodehealer-demo
+	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) TESTBED_LOG=error \
+	  target/debug/nodehealer-demo --scenario $(SCENARIO) --operator target/debug/nodehealer --repo .
 
 clean-runs:
 	rm -rf target/testbed-runs

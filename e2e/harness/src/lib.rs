@@ -10,6 +10,7 @@ pub mod controlplane;
 pub mod link;
 pub mod nodes;
 pub mod procs;
+pub mod timeline;
 pub mod workloads;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,515 @@
+//! `make demo`: the whole nodehealer story on this machine. Starts the test bed (a real
+//! control plane, kwok nodes, the OpenStack simulator) with a 3 control-plane + 3 worker
+//! "Magnum cluster", installs nodehealer, applies NodeHealthChecks and RemediationTemplates,
+//! runs a StatefulSet with a volume, breaks a node, and prints a live timeline until the
+//! cluster is whole again, then a summary of how long each part took.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
+use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::{
+    CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, procs::free_port, wait_for,
+};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "nodehealer";
+const APP_NAMESPACE: &str = "demo";
+const CLUSTER: &str = "demo";
+const POD: &str = "db-0";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// A worker's server crashes: fenced (SHUTOFF confirmed), its pod and volume move with the
+    /// out-of-service taint, the server is powered on again.
+    PowerCycle,
+    /// A worker's kubelet hangs while its server stays ACTIVE: soft, then hard reboot; no fencing.
+    KubeletHang,
+    /// A worker's hypervisor dies: Magnum replaces the server, the old Node is deleted.
+    Replace,
+    /// Two of three workers die at once: maxUnhealthy blocks any remediation and the status
+    /// says why; the nodes come back by hand.
+    Storm,
+    /// A control-plane node's server crashes: remediated alone, with etcd quorum kept.
+    ControlPlane,
+}
+
+/// The whole nodehealer story on a local test bed, as a timeline.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Which story to tell.
+    #[arg(long, value_enum, default_value = "power-cycle", env = "SCENARIO")]
+    scenario: Scenario,
+    /// The operator binary.
+    #[arg(long, default_value = "target/debug/nodehealer")]
+    operator: PathBuf,
+    /// The repository (for `crds/`, `examples/` and `charts/`).
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Give up when the cluster is not whole again after this many seconds.
+    #[arg(long, default_value_t = 240)]
+    timeout: u64,
+    /// Keep the test bed's logs (under target/testbed-runs) after a successful run.
+    #[arg(long)]
+    keep_logs: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    println!("== nodehealer demo: {:?}", args.scenario);
+    println!(
+        "-- starting the test bed (kube-apiserver, etcd, kube-controller-manager, kube-scheduler, kwok, OpenStack simulator)"
+    );
+    let tb = TestBed::start()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(run(&tb, &args));
+    tb.stop();
+    match &result {
+        Ok(()) if !args.keep_logs => {
+            let _ = std::fs::remove_dir_all(&tb.run_dir);
+        }
+        _ => println!("-- logs of every process: {}", tb.run_dir.display()),
+    }
+    result
+}
+
+async fn run(tb: &TestBed, args: &Args) -> Result<()> {
+    let client = tb.client().await?;
+    install_crds(&client, &args.repo).await?;
+    for ns in [NAMESPACE, APP_NAMESPACE] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &obj)
+            .await?;
+    }
+    println!("-- creating the Magnum cluster {CLUSTER:?}: 3 control-plane nodes, 3 workers");
+    let cluster = tb
+        .create_cluster(ClusterSpec::magnum(CLUSTER, 3, 3))
+        .await?;
+    let magnum_id = cluster.magnum_id.clone().context("a Magnum cluster")?;
+
+    println!(
+        "-- installing nodehealer: the clouds.yaml Secret, RemediationTemplates, NodeHealthChecks"
+    );
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "openstack-cloud", "namespace": NAMESPACE},
+        "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    for template in ["power-cycle", "reboot", "replace-magnum"] {
+        let mut doc = read_example(&args.repo, &format!("remediationtemplate-{template}.yaml"))?;
+        doc["metadata"]["namespace"] = json!(NAMESPACE);
+        if let Some(magnum) = doc.pointer_mut("/spec/template/spec/openstack/magnum") {
+            magnum["cluster"] = json!(magnum_id);
+        }
+        create(&client, &doc).await?;
+    }
+    for nhc in health_checks(args.scenario) {
+        println!(
+            "   NodeHealthCheck {}: {}",
+            nhc["metadata"]["name"].as_str().unwrap_or("?"),
+            describe(&nhc)
+        );
+        create(&client, &nhc).await?;
+    }
+    let operator = start_operator(tb, args)?;
+
+    println!("-- running a StatefulSet with a ReadWriteOnce volume on the workers");
+    stateful_app(
+        &client,
+        APP_NAMESPACE,
+        "db",
+        &[(CLUSTER_LABEL, CLUSTER), (MAGNUM_ROLE_LABEL, "worker")],
+    )
+    .await?;
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on(&client, APP_NAMESPACE, POD).await?.is_some())
+    })
+    .await?;
+    let home = running_on(&client, APP_NAMESPACE, POD)
+        .await?
+        .context("db-0 placed")?;
+
+    let scope = Scope {
+        cluster: CLUSTER.into(),
+        remediation_namespace: NAMESPACE.into(),
+        pod: Some((APP_NAMESPACE.into(), POD.into())),
+    };
+    let first = snapshot(&client, &tb.sim, &scope).await?;
+    print_tables(&first, &cluster);
+
+    let victims = victims(args.scenario, &cluster, &home);
+    let mut timeline = Timeline::new(POD, true);
+    timeline.observe(first.clone());
+    println!("-- {}", breaking(args.scenario, &victims));
+    timeline.restart_clock();
+    for v in &victims {
+        match args.scenario {
+            Scenario::PowerCycle | Scenario::ControlPlane | Scenario::Storm => {
+                tb.fail_node(v).await?
+            }
+            Scenario::KubeletHang => tb.kubelet_hang(v).await?,
+            Scenario::Replace => tb.host_down(v).await?,
+        }
+    }
+    let victim = victims[0].clone();
+    let nodes = first.nodes.len();
+    let mut recovered_by_hand = false;
+    loop {
+        let snap = snapshot(&client, &tb.sim, &scope).await?;
+        let nhc_lines = nhc_changes(&client).await?;
+        note_milestones(&mut timeline, &snap, &victim, &home);
+        timeline.observe(snap.clone());
+        for line in nhc_lines {
+            timeline.say(line);
+        }
+        if args.scenario == Scenario::Storm
+            && !recovered_by_hand
+            && timeline.elapsed() > Duration::from_secs(30)
+        {
+            timeline.say("nothing was remediated: an operator brings the two workers back by hand");
+            for v in &victims {
+                tb.recover_node(v).await?;
+            }
+            recovered_by_hand = true;
+        }
+        let done = snap.whole(nodes) && (args.scenario != Scenario::Storm || recovered_by_hand);
+        if done && timeline.at("capacity back").is_some() {
+            break;
+        }
+        if timeline.elapsed() > Duration::from_secs(args.timeout) {
+            println!("-- operator log (last lines):\n{}", operator.log_tail(40));
+            bail!("the cluster was not whole again within {} s", args.timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let last = snapshot(&client, &tb.sim, &scope).await?;
+    print_tables(&last, &cluster);
+    summary(&timeline, args.scenario);
+    operator.stop(Duration::from_secs(5));
+    Ok(())
+}
+
+/// The nodes the scenario breaks.
+fn victims(scenario: Scenario, cluster: &TestCluster, home: &str) -> Vec<String> {
+    match scenario {
+        Scenario::ControlPlane => vec![cluster.nodes_with_role("master")[0].clone()],
+        Scenario::Storm => cluster
+            .nodes_with_role("worker")
+            .into_iter()
+            .filter(|n| n != home)
+            .take(2)
+            .collect(),
+        _ => vec![home.to_string()],
+    }
+}
+
+fn breaking(scenario: Scenario, victims: &[String]) -> String {
+    let v = victims.join(" and ");
+    match scenario {
+        Scenario::PowerCycle => format!("the server of worker {v} (running db-0) crashes"),
+        Scenario::KubeletHang => {
+            format!("the kubelet of worker {v} hangs; its server stays ACTIVE")
+        }
+        Scenario::Replace => format!("the hypervisor of worker {v} dies; Nova still says ACTIVE"),
+        Scenario::Storm => format!("workers {v} die at once: two of three"),
+        Scenario::ControlPlane => format!("the server of control-plane node {v} crashes"),
+    }
+}
+
+/// Marks the moments the summary reports.
+fn note_milestones(t: &mut Timeline, snap: &Snapshot, victim: &str, home: &str) {
+    if snap.nodes.get(victim).is_some_and(|n| n.ready != "True") {
+        t.milestone("node not Ready");
+    }
+    if !snap.remediations.is_empty() {
+        t.milestone("remediation created");
+    }
+    let fenced = match snap.server_of(victim) {
+        None => true,
+        Some(s) => s.status == "SHUTOFF",
+    };
+    if fenced && t.at("remediation created").is_some() {
+        t.milestone("server fenced");
+    }
+    if snap.nodes.get(victim).is_some_and(|n| {
+        n.taints
+            .iter()
+            .any(|t| t.starts_with("node.kubernetes.io/out-of-service"))
+    }) {
+        t.milestone("out-of-service taint");
+    }
+    if snap.pod_running_on().is_some_and(|n| n != home) {
+        t.milestone("workload running elsewhere");
+    }
+    if t.at("node not Ready").is_some()
+        && snap.whole(snap.nodes.len().max(1))
+        && snap.nodes.len() >= 6
+    {
+        t.milestone("capacity back");
+    }
+}
+
+fn summary(t: &Timeline, scenario: Scenario) {
+    println!("== summary ({scenario:?}), from the moment of the failure");
+    for (name, at) in t.milestones() {
+        println!("   {name:<28} {:>6.1} s", at.as_secs_f64());
+    }
+    let gap = |a: &str, b: &str| match (t.at(a), t.at(b)) {
+        (Some(a), Some(b)) if b >= a => Some(b - a),
+        _ => None,
+    };
+    if let Some(d) = gap("node not Ready", "remediation created") {
+        println!(
+            "   detection (NotReady → Remediation, the NHC duration): {:.1} s",
+            d.as_secs_f64()
+        );
+    }
+    if let Some(d) = gap("remediation created", "server fenced") {
+        println!(
+            "   time to fence (Remediation → SHUTOFF confirmed): {:.1} s",
+            d.as_secs_f64()
+        );
+    }
+    if let Some(d) = gap("server fenced", "workload running elsewhere") {
+        println!(
+            "   eviction and rescheduling (fenced → pod Running elsewhere): {:.1} s",
+            d.as_secs_f64()
+        );
+    }
+}
+
+/// Prints the nodes, the servers (like `openstack server list`) and where the pod runs.
+fn print_tables(snap: &Snapshot, cluster: &TestCluster) {
+    println!("   {:<34} {:<8} TAINTS", "NODE", "READY");
+    for (name, n) in &snap.nodes {
+        println!("   {name:<34} {:<8} {}", n.ready, n.taints.join(","));
+    }
+    println!("   {:<38} {:<34} {:<8} TASK", "SERVER ID", "NAME", "STATUS");
+    let ids: BTreeMap<&String, &String> = cluster.servers.iter().collect();
+    for (name, s) in &snap.servers {
+        let id = ids.get(name).map(|s| s.as_str()).unwrap_or("(new)");
+        println!(
+            "   {id:<38} {name:<34} {:<8} {}",
+            s.status,
+            s.task_state.as_deref().unwrap_or("-")
+        );
+    }
+    match snap.pod_running_on() {
+        Some(n) => println!("   pod {POD} Running on {n}"),
+        None => println!("   pod {POD} not running"),
+    }
+}
+
+/// The NodeHealthChecks of the scenario, from the examples' shape with demo-sized durations.
+fn health_checks(scenario: Scenario) -> Vec<Value> {
+    let unhealthy = json!([
+        {"type": "Ready", "status": "False", "duration": "10s"},
+        {"type": "Ready", "status": "Unknown", "duration": "10s"}
+    ]);
+    let template = |name: &str| {
+        json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
+               "namespace": NAMESPACE, "name": name})
+    };
+    let workers = |remediation: Value, max_unhealthy: &str| {
+        let mut spec = json!({
+            "selector": {"matchLabels": {CLUSTER_LABEL: CLUSTER, MAGNUM_ROLE_LABEL: "worker"}},
+            "unhealthyConditions": unhealthy,
+            "maxUnhealthy": max_unhealthy,
+            "healthyDelay": "0s"
+        });
+        for (k, v) in remediation.as_object().expect("object") {
+            spec[k] = v.clone();
+        }
+        json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
+               "metadata": {"name": "demo-workers"}, "spec": spec})
+    };
+    let masters = json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
+    "metadata": {"name": "demo-control-plane"},
+    "spec": {
+        "selector": {"matchLabels": {CLUSTER_LABEL: CLUSTER, MAGNUM_ROLE_LABEL: "master"}},
+        "unhealthyConditions": unhealthy,
+        "maxUnhealthy": 1,
+        "healthyDelay": "0s",
+        "remediationTemplate": template("power-cycle")
+    }});
+    let workers = match scenario {
+        Scenario::KubeletHang => workers(
+            json!({"escalatingRemediations": [
+                {"remediationTemplate": template("reboot"), "order": 0, "timeout": "60s"},
+                {"remediationTemplate": template("power-cycle"), "order": 1, "timeout": "300s"}
+            ]}),
+            "50%",
+        ),
+        Scenario::Replace => workers(
+            json!({"remediationTemplate": template("replace-magnum")}),
+            "1",
+        ),
+        Scenario::Storm => workers(json!({"remediationTemplate": template("power-cycle")}), "1"),
+        _ => workers(
+            json!({"remediationTemplate": template("power-cycle")}),
+            "50%",
+        ),
+    };
+    vec![workers, masters]
+}
+
+fn describe(nhc: &Value) -> String {
+    let spec = &nhc["spec"];
+    let what = match spec.get("remediationTemplate") {
+        Some(t) => format!("template {}", t["name"].as_str().unwrap_or("?")),
+        None => format!(
+            "escalating {}",
+            spec["escalatingRemediations"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .map(|e| e["remediationTemplate"]["name"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_string())
+                    .collect::<Vec<_>>()
+                    .join(" → "))
+                .unwrap_or_default()
+        ),
+    };
+    format!(
+        "Ready=False/Unknown for 10s, maxUnhealthy {}, {what}",
+        spec["maxUnhealthy"]
+    )
+}
+
+/// Lines for NodeHealthCheck phase and reason changes (kept between calls).
+async fn nhc_changes(client: &kube::Client) -> Result<Vec<String>> {
+    use std::sync::Mutex;
+    static LAST: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("NodeHealthCheck"));
+    let mut lines = Vec::new();
+    for nhc in api.list(&Default::default()).await?.items {
+        let name = nhc.metadata.name.clone().unwrap_or_default();
+        let phase = nhc
+            .data
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("-");
+        let reason = nhc
+            .data
+            .pointer("/status/reason")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let now = if reason.is_empty() {
+            phase.to_string()
+        } else {
+            format!("{phase}: {reason}")
+        };
+        let mut last = LAST.lock().expect("lock");
+        if last.get(&name) != Some(&now) {
+            lines.push(format!("nodehealthcheck {name}: {now}"));
+            last.insert(name, now);
+        }
+    }
+    Ok(lines)
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("nodehealer.io", "v1alpha1", kind))
+}
+
+fn read_example(repo: &Path, name: &str) -> Result<Value> {
+    let path = repo.join("examples").join(name);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(serde_yaml::from_str(&text)?)
+}
+
+/// Creates a nodehealer.io object from its manifest.
+async fn create(client: &kube::Client, doc: &Value) -> Result<()> {
+    let kind = doc["kind"].as_str().context("kind")?;
+    let ar = resource(kind);
+    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
+    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    api.create(&PostParams::default(), &obj)
+        .await
+        .with_context(|| format!("creating {kind} {}", doc["metadata"]["name"]))?;
+    Ok(())
+}
+
+/// Applies the CRDs from `crds/` and waits until they are served.
+async fn install_crds(client: &kube::Client, repo: &Path) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(repo.join("crds"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let crd: CustomResourceDefinition =
+                serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
+            let name = crd.metadata.name.clone().context("CRD name")?;
+            api.patch(
+                &name,
+                &PatchParams::apply("nodehealer-demo").force(),
+                &Patch::Apply(&crd),
+            )
+            .await?;
+            names.push(name);
+        }
+    }
+    for name in names {
+        wait_for(
+            Duration::from_secs(30),
+            "the CRDs to be established",
+            || async {
+                let crd = api.get(&name).await?;
+                Ok(crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True"))
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Runs the operator as a local process (there is no container runtime on this machine).
+fn start_operator(tb: &TestBed, args: &Args) -> Result<nodehealer_testbed::procs::Proc> {
+    if !args.operator.exists() {
+        bail!(
+            "the operator binary {} does not exist: build it first (make demo does)",
+            args.operator.display()
+        );
+    }
+    let port = free_port()?;
+    let mut cmd = Command::new(&args.operator);
+    cmd.args([
+        format!("--kubeconfig={}", tb.cp.kubeconfig.display()),
+        format!("--namespace={NAMESPACE}"),
+        format!("--http-address=127.0.0.1:{port}"),
+        "--leader-elect=true".to_string(),
+        "--log=info".to_string(),
+    ]);
+    println!(
+        "   operator: {} (metrics on http://127.0.0.1:{port}/metrics)",
+        args.operator.display()
+    );
+    tb.spawn_process("operator", cmd)
+}
