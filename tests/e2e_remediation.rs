@@ -850,3 +850,56 @@ async fn the_example_templates_are_accepted_by_the_apiserver() -> Result<()> {
     assert_eq!(applied, 6, "every example was applied");
     Ok(())
 }
+
+/// Two replicas with leader election: the leader is killed (SIGKILL) right after it sent the
+/// `os-stop`; the standby takes the Lease once it expires and finishes the remediation from
+/// the status, without sending anything a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_change_mid_remediation_finishes_without_repeating_an_action() -> Result<()> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let s = Scenario::new("leader", 0, 2).await?;
+    let standby = Operator::start_named(s.tb, &s.ns, "standby", &["--controllers=remediation"])?;
+    let leases: Api<Lease> = Api::namespaced(s.client.clone(), &s.ns);
+    let holder = || async {
+        let lease = leases.get_opt("nodehealer-leader").await?;
+        anyhow::Ok(lease.and_then(|l| l.spec).and_then(|s| s.holder_identity))
+    };
+    wait_for(Duration::from_secs(30), "a leader", || async {
+        Ok(holder().await?.is_some())
+    })
+    .await?;
+    let first = holder().await?.unwrap();
+    assert_eq!(
+        first,
+        format!("{}-operator", s.ns),
+        "the first replica leads"
+    );
+
+    let victim = s.worker(0);
+    let server = s.server(&victim);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
+    wait_for(Duration::from_secs(30), "the os-stop accepted", || async {
+        Ok(s.accepted_actions(&server).iter().any(|a| a == "os-stop"))
+    })
+    .await?;
+    s.op.proc.kill();
+    let killed = Instant::now();
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(60),
+    )
+    .await
+    .with_context(|| format!("standby log:\n{}", standby.log_tail()))?;
+    report_timing(
+        "leader killed -> remediation finished by the standby",
+        killed.elapsed(),
+    );
+    assert_eq!(holder().await?, Some(format!("{}-standby", s.ns)));
+    assert_eq!(s.accepted_actions(&server), vec!["os-stop", "os-start"]);
+    s.wait_taints_gone(&victim).await?;
+    Ok(())
+}
