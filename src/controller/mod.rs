@@ -1,6 +1,8 @@
 //! The controllers, wired together: the NodeHealthCheck controller decides, the Remediation
 //! controller acts. Each keeps its own context; `Controllers` builds and runs them side by side.
 
+pub mod dynamic;
+pub mod endpoints;
 pub mod nhc;
 pub mod remediation;
 

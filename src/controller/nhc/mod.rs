@@ -1,0 +1,960 @@
+//! The NodeHealthCheck controller: thin. Each reconcile gathers plain data from the caches
+//! (the pool's Nodes, the medik8s node leases, the templates and the remediation objects of
+//! any kind the NodeHealthCheck uses, the endpoint check results), evaluates each node's
+//! health and decides with the pure functions of `crate::health` and `crate::decide`, carries
+//! out the outcomes through the remediation contract, writes the status when it changed, and
+//! asks to be woken exactly when the passing of time changes a decision.
+//!
+//! Nothing is listed from the API server during a reconcile: Nodes, Leases, templates and
+//! remediations come from watch caches, so a steady cluster costs only the watches.
+
+mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::{Selector, SelectorExt};
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+
+use super::Settings;
+use super::dynamic::{DynamicStores, KindError, Wake, Watched};
+use super::endpoints::Prober;
+use crate::api::contract::{
+    self, HEALTHY_DELAY_ANNOTATION, LEASE_NAMESPACE, LeaseState,
+    MANUALLY_CONFIRMED_HEALTHY_ANNOTATION, NHC_TIMED_OUT_ANNOTATION, ObservedRemediation, OwnerNhc,
+    TemplateInfo, is_control_plane, is_excluded, lease_holder_identity, lease_state,
+    observe_remediation, remediation_kind, remediation_object, supports_multiple_templates,
+};
+use crate::api::{NodeHealthCheck, NodeHealthCheckStatus, TemplateReference};
+use crate::decide::{
+    self, Decision, EscalationCause, Outcome, Policy, Pool, PoolNode, RemediationId, StormState,
+};
+use crate::error::{Error, Result};
+use crate::health::{Health, HealthRules, NodeState, evaluate};
+use crate::server::Readiness;
+
+/// The field manager of everything this controller writes.
+const MANAGER: &str = "nodehealer-nhc";
+/// Without any event, look again this often (a lease held by a maintenance tool may expire).
+const RESYNC: Duration = Duration::from_secs(300);
+/// A NodeHealthCheck that cannot work is looked at again this often (a CRD may get installed).
+const DISABLED_RETRY: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeStateLabels {
+    nodehealthcheck: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TemplateLabels {
+    nodehealthcheck: String,
+    template: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndedLabels {
+    nodehealthcheck: String,
+    template: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NhcLabels {
+    nodehealthcheck: String,
+}
+
+#[derive(Clone)]
+struct Metrics {
+    nodes: Family<NodeStateLabels, Gauge>,
+    started: Family<TemplateLabels, Counter>,
+    ended: Family<EndedLabels, Counter>,
+    recovery: Family<NhcLabels, Histogram>,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Metrics {
+            nodes: Family::default(),
+            started: Family::default(),
+            ended: Family::default(),
+            // 10 s .. ~11 h.
+            recovery: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(10.0, 2.0, 13))
+            }),
+        };
+        registry.register(
+            "nodehealthcheck_nodes",
+            "Nodes selected by a NodeHealthCheck, by state (healthy, unhealthy, soon-unhealthy, starting, recovering)",
+            m.nodes.clone(),
+        );
+        registry.register(
+            "remediations_started",
+            "Remediation objects created by a NodeHealthCheck, by template",
+            m.started.clone(),
+        );
+        registry.register(
+            "remediations_ended",
+            "Remediation objects a NodeHealthCheck finished with, by template and outcome (recovered, timed-out, failed, node-deleted)",
+            m.ended.clone(),
+        );
+        registry.register(
+            "node_recovery_seconds",
+            "Time from a node becoming unhealthy to its remediation being removed because it is healthy again",
+            m.recovery.clone(),
+        );
+        m
+    }
+}
+
+/// What the NodeHealthCheck controller shares between reconciles.
+pub struct Context {
+    pub client: kube::Client,
+    pub settings: Settings,
+    recorder: Recorder,
+    metrics: Metrics,
+    nodes: Store<Node>,
+    leases: Store<Lease>,
+    dynamic: DynamicStores,
+    prober: Prober,
+    wake_tx: mpsc::UnboundedSender<Wake>,
+    inputs: Mutex<Option<Inputs>>,
+}
+
+/// The halves of the caches and channels that `run` consumes.
+struct Inputs {
+    nodes: reflector::store::Writer<Node>,
+    leases: reflector::store::Writer<Lease>,
+    wake_rx: mpsc::UnboundedReceiver<Wake>,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
+        let (nodes, nodes_writer) = reflector::store();
+        let (leases, leases_writer) = reflector::store();
+        let (wake_tx, wake_rx) = mpsc::unbounded_channel();
+        let recorder = Recorder::new(client.clone(), settings.reporter.clone());
+        let dynamic = DynamicStores::new(
+            client.clone(),
+            settings.watch_namespace.clone(),
+            wake_tx.clone(),
+        );
+        let prober = Prober::new(nodes.clone(), wake_tx.clone());
+        Self {
+            metrics: Metrics::register(registry),
+            client,
+            settings,
+            recorder,
+            nodes,
+            leases,
+            dynamic,
+            prober,
+            wake_tx,
+            inputs: Mutex::new(Some(Inputs {
+                nodes: nodes_writer,
+                leases: leases_writer,
+                wake_rx,
+            })),
+        }
+    }
+
+    async fn event(&self, nhc: &NodeHealthCheck, warning: bool, reason: &str, note: String) {
+        let event = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(note),
+            action: "HealthCheck".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &nhc.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing an event failed");
+        }
+    }
+}
+
+/// Runs the controller until `stop` turns true.
+pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<bool>) {
+    let Some(inputs) = ctx.inputs.lock().expect("inputs lock").take() else {
+        tracing::error!("the NodeHealthCheck controller can run only once");
+        return;
+    };
+    tokio::spawn(watch_nodes(
+        ctx.client.clone(),
+        inputs.nodes,
+        ctx.wake_tx.clone(),
+    ));
+    tokio::spawn(watch_leases(
+        ctx.client.clone(),
+        inputs.leases,
+        ctx.wake_tx.clone(),
+    ));
+
+    // Every wake reconciles every NodeHealthCheck: there are few of them, a reconcile reads
+    // only caches, and the controller merges wakes that arrive while one is queued.
+    let wakes = receiver_stream(inputs.wake_rx).map(|_: Wake| ());
+
+    let api: Api<NodeHealthCheck> = Api::all(ctx.client.clone());
+    let mut config = watcher::Config::default();
+    if let Some(selector) = &ctx.settings.nhc_selector {
+        config = config.labels(selector);
+    }
+    let controller = Controller::new(api, config).reconcile_all_on(wakes);
+    let nhcs = controller.store();
+    ctx.prober.set_nhc_store(nhcs.clone());
+    {
+        let (nodes, leases) = (ctx.nodes.clone(), ctx.leases.clone());
+        tokio::spawn(async move {
+            let ready = nhcs.wait_until_ready().await.is_ok()
+                && nodes.wait_until_ready().await.is_ok()
+                && leases.wait_until_ready().await.is_ok();
+            if ready {
+                readiness.cache_synced();
+            }
+        });
+    }
+    let mut stop_signal = stop.clone();
+    controller
+        .graceful_shutdown_on(async move {
+            let _ = stop_signal.wait_for(|s| *s).await;
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "nodehealthcheck reconcile");
+            }
+        })
+        .await;
+}
+
+/// A channel's receiving end as a stream.
+fn receiver_stream<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) })
+}
+
+/// What about a node matters to health checks; a Node update that changes none of it (a
+/// heartbeat) wakes nothing.
+fn node_fingerprint(node: &Node) -> String {
+    let conditions: Vec<String> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            format!(
+                "{}={}@{:?}",
+                c.type_,
+                c.status,
+                c.last_transition_time.as_ref().map(|t| t.0)
+            )
+        })
+        .collect();
+    let addresses: Vec<String> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|a| format!("{}={}", a.type_, a.address))
+        .collect();
+    format!(
+        "{:?}|{:?}|{:?}|{conditions:?}|{addresses:?}",
+        node.metadata.labels,
+        node.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MANUALLY_CONFIRMED_HEALTHY_ANNOTATION)),
+        node.metadata.deletion_timestamp
+    )
+}
+
+/// Keeps the Node cache (without the fields nothing here reads) and wakes every
+/// NodeHealthCheck when a node changes in a way that matters.
+async fn watch_nodes(
+    client: kube::Client,
+    writer: reflector::store::Writer<Node>,
+    wake: mpsc::UnboundedSender<Wake>,
+) {
+    let api: Api<Node> = Api::all(client);
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|n: &mut Node| {
+                // Memory: a node's image list and managed fields are most of its size.
+                n.metadata.managed_fields = None;
+                if let Some(status) = n.status.as_mut() {
+                    status.images = None;
+                }
+            }),
+    );
+    let mut seen: HashMap<String, String> = HashMap::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        let changed = match event {
+            Ok(watcher::Event::Apply(node)) | Ok(watcher::Event::InitApply(node)) => {
+                let fp = node_fingerprint(&node);
+                seen.insert(node.name_any(), fp.clone()) != Some(fp)
+            }
+            Ok(watcher::Event::Delete(node)) => {
+                seen.remove(&node.name_any());
+                true
+            }
+            Ok(watcher::Event::InitDone) => true,
+            Ok(watcher::Event::Init) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "node watch");
+                false
+            }
+        };
+        if changed && wake.send(Wake::All).is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the cache of node leases in `medik8s-leases` (held by node maintenance tools).
+async fn watch_leases(
+    client: kube::Client,
+    writer: reflector::store::Writer<Lease>,
+    wake: mpsc::UnboundedSender<Wake>,
+) {
+    let api: Api<Lease> = Api::namespaced(client, LEASE_NAMESPACE);
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|l: &mut Lease| l.metadata.managed_fields = None),
+    );
+    let mut holders: HashMap<String, Option<String>> = HashMap::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        let changed = match event {
+            Ok(watcher::Event::Apply(l)) | Ok(watcher::Event::InitApply(l)) => {
+                let holder = l.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                holders.insert(l.name_any(), holder.clone()) != Some(holder)
+            }
+            Ok(watcher::Event::Delete(l)) => holders.remove(&l.name_any()).is_some(),
+            Ok(watcher::Event::InitDone) => true,
+            _ => false,
+        };
+        if changed && wake.send(Wake::All).is_err() {
+            return;
+        }
+    }
+}
+
+fn error_policy(nhc: Arc<NodeHealthCheck>, error: &Error, _ctx: Arc<Context>) -> Requeue {
+    tracing::warn!(nodehealthcheck = %nhc.name_any(), error = %error, "reconcile failed");
+    Requeue::requeue(error.requeue_after())
+}
+
+/// The templates of a NodeHealthCheck, read from their caches; or why it cannot work.
+struct Templates {
+    /// Template reference → the template object.
+    objects: Vec<(TemplateReference, DynamicObject)>,
+    /// The caches of the remediation kinds made from them.
+    remediation_kinds: Vec<Watched>,
+}
+
+async fn templates(ctx: &Context, nhc: &NodeHealthCheck) -> Result<Templates, String> {
+    let mut objects = Vec::new();
+    let mut remediation_kinds: Vec<Watched> = Vec::new();
+    for step in nhc.spec.template_steps() {
+        let t = step.template;
+        if let Some(ns) = &ctx.settings.watch_namespace
+            && &t.namespace != ns
+        {
+            return Err(format!(
+                "template {}/{} is outside the namespace this operator watches ({ns})",
+                t.namespace, t.name
+            ));
+        }
+        let kind_error = |e: KindError| match e {
+            KindError::NotServed(m) | KindError::Discovery(m) => m,
+        };
+        let templates = ctx
+            .dynamic
+            .watch(&t.api_version, &t.kind, false)
+            .await
+            .map_err(kind_error)?;
+        let object = templates
+            .store
+            .get(&ObjectRef::new_with(&t.name, templates.resource.clone()).within(&t.namespace))
+            .ok_or_else(|| format!("{} {}/{} not found", t.kind, t.namespace, t.name))?;
+        if object
+            .data
+            .pointer("/spec/template/spec")
+            .is_none_or(|s| !s.is_object())
+        {
+            return Err(format!(
+                "{} {}/{} has no spec.template.spec",
+                t.kind, t.namespace, t.name
+            ));
+        }
+        let kind = remediation_kind(&t.kind)
+            .ok_or_else(|| format!("template kind {} does not end with Template", t.kind))?;
+        let remediations = ctx
+            .dynamic
+            .watch(&t.api_version, kind, true)
+            .await
+            .map_err(kind_error)?;
+        if !remediation_kinds
+            .iter()
+            .any(|w| w.resource == remediations.resource)
+        {
+            remediation_kinds.push(remediations);
+        }
+        objects.push((t, (*object).clone()));
+    }
+    Ok(Templates {
+        objects,
+        remediation_kinds,
+    })
+}
+
+#[tracing::instrument(skip_all, fields(nodehealthcheck = %nhc.name_any()))]
+async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Requeue> {
+    let now = Timestamp::now();
+    let name = nhc.name_any();
+    let owner = OwnerNhc {
+        name: name.clone(),
+        uid: nhc.uid().unwrap_or_default(),
+    };
+    let previous = nhc.status.clone().unwrap_or_default();
+    let selector: std::result::Result<Selector, _> = nhc.spec.selector.clone().try_into();
+    let templates = match &selector {
+        Ok(_) => templates(&ctx, &nhc).await,
+        Err(e) => Err(format!("invalid selector: {e}")),
+    };
+    let (selector, templates) = match (selector, templates) {
+        (Ok(s), Ok(t)) => (s, t),
+        (_, Err(why)) => {
+            let input = report::ReportInput {
+                previous: &previous,
+                disabled: Some(&why),
+                pause_requests: &nhc.spec.pause_requests,
+                created: &[],
+                generation: nhc.metadata.generation,
+                now,
+            };
+            let status = report::status(&input, &Pool::default(), None);
+            write_status(&ctx, &nhc, &previous, status).await?;
+            return Ok(Requeue::requeue(DISABLED_RETRY));
+        }
+        (Err(_), Ok(_)) => unreachable!("templates are read only with a valid selector"),
+    };
+    ctx.prober
+        .ensure(&name, &nhc.spec.endpoint_checks, &selector);
+
+    let pool = gather(&ctx, &nhc, &owner, &selector, &templates, now);
+    let mut policy = Policy::from_spec(&nhc.spec);
+    policy.dry_run |= ctx.settings.dry_run;
+    let decision = decide::decide(&policy, &pool, now);
+    let created = carry_out(&ctx, &nhc, &owner, &pool, &decision, &templates, now).await?;
+    record_node_states(&ctx, &name, &pool);
+
+    let input = report::ReportInput {
+        previous: &previous,
+        disabled: None,
+        pause_requests: &nhc.spec.pause_requests,
+        created: &created,
+        generation: nhc.metadata.generation,
+        now,
+    };
+    let status = report::status(&input, &pool, Some(&decision));
+    if let Some(transition) = decision.storm.transition {
+        ctx.event(
+            &nhc,
+            true,
+            transition.reason(),
+            format!(
+                "{} of {} nodes healthy (minimum {})",
+                decision.healthy, decision.observed, decision.min_healthy
+            ),
+        )
+        .await;
+    }
+    write_status(&ctx, &nhc, &previous, status).await?;
+
+    let next = decision
+        .requeue_at
+        .and_then(|at| {
+            let wait = at.duration_since(Timestamp::now());
+            // Wake a hair after the expiry, so the next round sees it expired.
+            Duration::try_from(wait)
+                .ok()
+                .map(|d| d + Duration::from_millis(10))
+        })
+        .map(|d| d.min(RESYNC))
+        .unwrap_or(RESYNC);
+    Ok(Requeue::requeue(next.max(Duration::from_millis(10))))
+}
+
+/// The pool as plain data, from the caches.
+fn gather(
+    ctx: &Context,
+    nhc: &NodeHealthCheck,
+    owner: &OwnerNhc,
+    selector: &Selector,
+    templates: &Templates,
+    now: Timestamp,
+) -> Pool {
+    let rules = HealthRules::from_spec(&nhc.spec);
+    let endpoint_results = ctx.prober.results(&owner.name);
+    let mut remediations: BTreeMap<String, Vec<ObservedRemediation>> = BTreeMap::new();
+    for kind in &templates.remediation_kinds {
+        for object in kind.store.state() {
+            let observed = observe_remediation(&object, owner);
+            if observed.owned {
+                remediations
+                    .entry(observed.node_name.clone())
+                    .or_default()
+                    .push(observed);
+            }
+        }
+    }
+    let identity = lease_holder_identity(&owner.name);
+    let empty = BTreeMap::new();
+    let mut nodes = Vec::new();
+    for node in ctx.nodes.state() {
+        let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
+        if !selector.matches(labels) {
+            continue;
+        }
+        let node_name = node.name_any();
+        let state = NodeState::from_node(
+            &node,
+            endpoint_results
+                .get(&node_name)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let lease = ctx
+            .leases
+            .get(&ObjectRef::new(&contract::lease_name(&node_name)).within(LEASE_NAMESPACE))
+            .and_then(|l| l.spec.clone())
+            .map(|s| {
+                lease_state(
+                    s.holder_identity.as_deref(),
+                    s.renew_time.map(|t| t.0),
+                    s.acquire_time.map(|t| t.0),
+                    s.lease_duration_seconds,
+                    &identity,
+                    now,
+                )
+            })
+            .unwrap_or(LeaseState::Free);
+        nodes.push(PoolNode {
+            health: evaluate(&state, &rules, now),
+            control_plane: is_control_plane(labels),
+            excluded: is_excluded(labels),
+            lease,
+            manually_confirmed_healthy: node
+                .annotations()
+                .contains_key(MANUALLY_CONFIRMED_HEALTHY_ANNOTATION),
+            remediations: remediations.remove(&node_name).unwrap_or_default(),
+            name: node_name,
+        });
+    }
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    // What is left belongs to nodes outside the pool: deleted (or no longer selected).
+    let orphans = remediations.into_values().flatten().collect();
+    Pool {
+        nodes,
+        orphans,
+        storm: StormState::from_conditions(
+            &nhc.status
+                .as_ref()
+                .map(|s| s.conditions.clone())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// Carries out the decision; returns the remediation objects created, by node.
+async fn carry_out(
+    ctx: &Context,
+    nhc: &NodeHealthCheck,
+    owner: &OwnerNhc,
+    pool: &Pool,
+    decision: &Decision,
+    templates: &Templates,
+    now: Timestamp,
+) -> Result<Vec<(String, ObservedRemediation)>> {
+    let mut created = Vec::new();
+    for d in &decision.nodes {
+        let node = pool.nodes.iter().find(|n| n.name == d.name);
+        for id in &d.clear_healthy_mark {
+            annotate(ctx, templates, id, HEALTHY_DELAY_ANNOTATION, None).await?;
+        }
+        match &d.outcome {
+            Outcome::Create { template } => {
+                let cp = node.is_some_and(|n| n.control_plane);
+                let made = create(ctx, owner, templates, template, &d.name, cp).await?;
+                ctx.event(
+                    nhc,
+                    false,
+                    "RemediationCreated",
+                    format!(
+                        "node {}: created {} {}/{} from {} {}",
+                        d.name, made.kind, made.namespace, made.name, template.kind, template.name
+                    ),
+                )
+                .await;
+                started(ctx, owner, template);
+                created.push((d.name.clone(), made));
+            }
+            Outcome::Escalate { from, to, cause } => {
+                if !already_timed_out(node, from) {
+                    let stamp = now.to_string();
+                    annotate(ctx, templates, from, NHC_TIMED_OUT_ANNOTATION, Some(&stamp)).await?;
+                }
+                let outcome = match cause {
+                    EscalationCause::TimedOut => "timed-out",
+                    EscalationCause::Failed => "failed",
+                };
+                ended(ctx, owner, template_of(node, from), outcome);
+                let message = match to {
+                    Some(t) => format!(
+                        "node {}: {from} {outcome}; escalating to {} {}",
+                        d.name, t.kind, t.name
+                    ),
+                    None => format!("node {}: {from} {outcome}; no template left", d.name),
+                };
+                ctx.event(nhc, true, "RemediationEscalated", message).await;
+                if let Some(template) = to {
+                    let cp = node.is_some_and(|n| n.control_plane);
+                    let made = create(ctx, owner, templates, template, &d.name, cp).await?;
+                    started(ctx, owner, template);
+                    created.push((d.name.clone(), made));
+                }
+            }
+            Outcome::HoldHealthy { mark, .. } => {
+                let stamp = now.to_string();
+                for id in mark {
+                    annotate(ctx, templates, id, HEALTHY_DELAY_ANNOTATION, Some(&stamp)).await?;
+                }
+            }
+            Outcome::Remove { remediations } => {
+                if remediations.is_empty() {
+                    continue;
+                }
+                for id in remediations {
+                    delete(ctx, templates, id).await?;
+                    ended(ctx, owner, template_of(node, id), "recovered");
+                }
+                if let Some(Health::Healthy) = node.map(|n| &n.health)
+                    && let Some(since) = nhc
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.unhealthy_nodes.iter().find(|u| u.name == d.name))
+                        .and_then(|u| u.since.as_ref())
+                {
+                    let took = now.duration_since(since.0).as_secs_f64();
+                    ctx.metrics
+                        .recovery
+                        .get_or_create(&NhcLabels {
+                            nodehealthcheck: owner.name.clone(),
+                        })
+                        .observe(took.max(0.0));
+                }
+                ctx.event(
+                    nhc,
+                    false,
+                    "RemediationRemoved",
+                    format!(
+                        "node {} is healthy again: removed {}",
+                        d.name,
+                        names(remediations)
+                    ),
+                )
+                .await;
+            }
+            Outcome::Wait { .. } | Outcome::Exhausted | Outcome::Blocked { .. } => {}
+        }
+    }
+    for orphan in &decision.orphans {
+        if let Outcome::Remove { remediations } = &orphan.outcome
+            && !remediations.is_empty()
+        {
+            for id in remediations {
+                delete(ctx, templates, id).await?;
+                ended(ctx, owner, None, "node-deleted");
+            }
+            ctx.event(
+                nhc,
+                false,
+                "RemediationRemoved",
+                format!(
+                    "node {} is gone: removed {}",
+                    orphan.node_name,
+                    names(remediations)
+                ),
+            )
+            .await;
+        }
+    }
+    Ok(created)
+}
+
+fn names(ids: &[RemediationId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn already_timed_out(node: Option<&PoolNode>, id: &RemediationId) -> bool {
+    node.into_iter()
+        .flat_map(|n| n.remediations.iter())
+        .any(|r| r.name == id.name && r.kind == id.kind && r.timed_out.is_some())
+}
+
+fn template_of<'a>(node: Option<&'a PoolNode>, id: &RemediationId) -> Option<&'a str> {
+    node.into_iter()
+        .flat_map(|n| n.remediations.iter())
+        .find(|r| r.name == id.name && r.kind == id.kind)
+        .and_then(|r| r.template_name.as_deref())
+}
+
+fn started(ctx: &Context, owner: &OwnerNhc, template: &TemplateReference) {
+    ctx.metrics
+        .started
+        .get_or_create(&TemplateLabels {
+            nodehealthcheck: owner.name.clone(),
+            template: template.name.clone(),
+        })
+        .inc();
+}
+
+fn ended(ctx: &Context, owner: &OwnerNhc, template: Option<&str>, outcome: &str) {
+    ctx.metrics
+        .ended
+        .get_or_create(&EndedLabels {
+            nodehealthcheck: owner.name.clone(),
+            template: template.unwrap_or("").to_string(),
+            outcome: outcome.to_string(),
+        })
+        .inc();
+}
+
+fn record_node_states(ctx: &Context, nhc: &str, pool: &Pool) {
+    let mut counts: BTreeMap<&str, i64> = [
+        ("healthy", 0),
+        ("unhealthy", 0),
+        ("soon-unhealthy", 0),
+        ("starting", 0),
+        ("recovering", 0),
+    ]
+    .into();
+    for n in &pool.nodes {
+        let state = match (&n.health, n.remediations.is_empty()) {
+            (Health::Healthy, true) => "healthy",
+            (Health::Healthy, false) => "recovering",
+            (Health::Unhealthy { .. }, _) => "unhealthy",
+            (Health::SoonUnhealthy { .. }, _) => "soon-unhealthy",
+            (Health::Starting { .. }, _) => "starting",
+        };
+        *counts.entry(state).or_default() += 1;
+    }
+    for (state, count) in counts {
+        ctx.metrics
+            .nodes
+            .get_or_create(&NodeStateLabels {
+                nodehealthcheck: nhc.to_string(),
+                state: state.to_string(),
+            })
+            .set(count);
+    }
+}
+
+/// The cache and API of the kind a remediation id names.
+fn api_for(
+    ctx: &Context,
+    templates: &Templates,
+    id: &RemediationId,
+) -> Option<(Api<DynamicObject>, Store<DynamicObject>)> {
+    let kind = templates
+        .remediation_kinds
+        .iter()
+        .find(|w| w.resource.kind == id.kind && w.resource.api_version == id.api_version)?;
+    let api = if kind.namespaced {
+        Api::namespaced_with(ctx.client.clone(), &id.namespace, &kind.resource)
+    } else {
+        Api::all_with(ctx.client.clone(), &kind.resource)
+    };
+    Some((api, kind.store.clone()))
+}
+
+/// Creates the remediation object for `node` from `template`, per the contract, and waits
+/// until the cache has it (so the next round cannot create it again).
+async fn create(
+    ctx: &Context,
+    owner: &OwnerNhc,
+    templates: &Templates,
+    template: &TemplateReference,
+    node: &str,
+    control_plane: bool,
+) -> Result<ObservedRemediation> {
+    let object = templates
+        .objects
+        .iter()
+        .find(|(t, _)| t.same_template(template))
+        .map(|(_, o)| o)
+        .ok_or_else(|| Error::InvalidSpec {
+            kind: "NodeHealthCheck",
+            name: owner.name.clone(),
+            message: format!(
+                "template {}/{} is not loaded",
+                template.namespace, template.name
+            ),
+        })?;
+    let info = TemplateInfo {
+        api_version: template.api_version.clone(),
+        kind: template.kind.clone(),
+        name: template.name.clone(),
+        namespace: template.namespace.clone(),
+        multiple_templates_support: supports_multiple_templates(object.annotations()),
+    };
+    let body = serde_json::to_value(object)?;
+    let remediation =
+        remediation_object(owner, &info, &body, node, control_plane).map_err(|e| {
+            Error::InvalidSpec {
+                kind: "NodeHealthCheck",
+                name: owner.name.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    let kind = remediation_kind(&template.kind)
+        .unwrap_or_default()
+        .to_string();
+    let id = RemediationId {
+        api_version: template.api_version.clone(),
+        kind: kind.clone(),
+        namespace: template.namespace.clone(),
+        name: node.to_string(),
+    };
+    let (api, store) = api_for(ctx, templates, &id).ok_or_else(|| Error::InvalidSpec {
+        kind: "NodeHealthCheck",
+        name: owner.name.clone(),
+        message: format!("kind {kind} is not watched"),
+    })?;
+    let made = match api.create(&PostParams::default(), &remediation).await {
+        Ok(made) => made,
+        // Already there (a round that did not see it in the cache yet): use it.
+        Err(kube::Error::Api(e)) if e.code == 409 && remediation.metadata.name.is_some() => {
+            api.get(node).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let uid = made.uid();
+    wait_in_cache(&store, |o| o.uid() == uid).await;
+    let mut typed = made;
+    if typed.types.is_none() {
+        typed.types = remediation.types.clone();
+    }
+    Ok(observe_remediation(&typed, owner))
+}
+
+/// Sets (or with None removes) an annotation on a remediation object, and waits until the
+/// cache shows it.
+async fn annotate(
+    ctx: &Context,
+    templates: &Templates,
+    id: &RemediationId,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    let Some((api, store)) = api_for(ctx, templates, id) else {
+        return Ok(());
+    };
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api.patch(&id.name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    let want = value.map(str::to_string);
+    wait_in_cache(&store, |o| {
+        o.name_any() == id.name
+            && o.metadata.namespace.as_deref() == Some(id.namespace.as_str())
+            && o.annotations().get(key) == want.as_ref()
+    })
+    .await;
+    Ok(())
+}
+
+async fn delete(ctx: &Context, templates: &Templates, id: &RemediationId) -> Result<()> {
+    let Some((api, _)) = api_for(ctx, templates, id) else {
+        return Ok(());
+    };
+    match api.delete(&id.name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits (briefly) until an object matching `found` is in the cache.
+async fn wait_in_cache(store: &Store<DynamicObject>, found: impl Fn(&DynamicObject) -> bool) {
+    for _ in 0..250 {
+        if store.state().iter().any(|o| found(o)) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!("a write did not reach the cache within 5 s");
+}
+
+/// Writes the status, with its events, when it changed.
+async fn write_status(
+    ctx: &Context,
+    nhc: &NodeHealthCheck,
+    previous: &NodeHealthCheckStatus,
+    status: NodeHealthCheckStatus,
+) -> Result<()> {
+    if &status == previous {
+        return Ok(());
+    }
+    for notice in report::notices(previous, &status) {
+        ctx.event(nhc, notice.warning, &notice.reason, notice.message)
+            .await;
+    }
+    let api: Api<NodeHealthCheck> = Api::all(ctx.client.clone());
+    let patch = serde_json::json!({"status": status});
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch_status(&nhc.name_any(), &params, &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! The whole story on the test bed, with both controllers of one operator: a node fails, the
+//! NodeHealthCheck creates a Remediation from the pool's template, the Remediation controller
+//! fences through the (simulated) OpenStack, frees the workload with the out-of-service taint,
+//! brings the capacity back, and the NodeHealthCheck removes the Remediation. Each test prints
+//! its timeline and reports its timings.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
+use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::{
+    CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, report_timing, wait_for,
+};
+use serde_json::{Value, json};
+use support::{Operator, SCOPE_LABEL};
+
+const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
+
+struct Story {
+    tb: &'static TestBed,
+    ns: String,
+    cluster: TestCluster,
+    client: kube::Client,
+    op: Operator,
+    timeline: Timeline,
+    scope: Scope,
+}
+
+impl Story {
+    /// A cluster, the credentials Secret, a template, and a NodeHealthCheck for its workers
+    /// with `unhealthy` as the Ready=False/Unknown duration.
+    async fn new(
+        prefix: &str,
+        workers: u32,
+        template: Value,
+        nhc_remediation: Value,
+    ) -> Result<Story> {
+        let tb = support::testbed().await?;
+        let ns = tb.namespace(prefix).await?;
+        let cluster = tb
+            .create_cluster(ClusterSpec::magnum(&ns, 1, workers))
+            .await?;
+        let client = tb.client().await?;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "openstack-cloud"},
+            "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
+        }))?;
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .create(&PostParams::default(), &secret)
+            .await?;
+        let mut template = template;
+        template["metadata"]["namespace"] = json!(ns);
+        create(&client, &template).await?;
+        let mut spec = json!({
+            "selector": {"matchLabels": {CLUSTER_LABEL: cluster.name, MAGNUM_ROLE_LABEL: "worker"}},
+            "unhealthyConditions": [
+                {"type": "Ready", "status": "False", "duration": "4s"},
+                {"type": "Ready", "status": "Unknown", "duration": "4s"}
+            ],
+            "maxUnhealthy": "50%",
+            "healthyDelay": "0s"
+        });
+        for (k, v) in nhc_remediation.as_object().context("object")? {
+            spec[k] = v.clone();
+        }
+        let nhc = json!({
+            "apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
+            "metadata": {"name": format!("{ns}-workers"), "labels": {SCOPE_LABEL: ns}},
+            "spec": spec
+        });
+        let nhc = replace_namespace(nhc, &ns);
+        create(&client, &nhc).await?;
+        let op = Operator::start(tb, &ns, &[])?;
+        let scope = Scope {
+            cluster: cluster.name.clone(),
+            remediation_namespace: ns.clone(),
+            pod: Some((ns.clone(), "db-0".into())),
+        };
+        Ok(Story {
+            tb,
+            ns,
+            cluster,
+            client,
+            op,
+            timeline: Timeline::new("db-0", false),
+            scope,
+        })
+    }
+
+    /// Runs the StatefulSet on the workers; returns where its pod runs.
+    async fn workload(&self) -> Result<String> {
+        stateful_app(
+            &self.client,
+            &self.ns,
+            "db",
+            &[
+                (CLUSTER_LABEL, &self.cluster.name),
+                (MAGNUM_ROLE_LABEL, "worker"),
+            ],
+        )
+        .await?;
+        wait_for(Duration::from_secs(60), "db-0 running", || async {
+            Ok(running_on(&self.client, &self.ns, "db-0").await?.is_some())
+        })
+        .await?;
+        running_on(&self.client, &self.ns, "db-0")
+            .await?
+            .context("db-0 placed")
+    }
+
+    async fn sample(&mut self) -> Result<Snapshot> {
+        let snap = snapshot(&self.client, &self.tb.sim, &self.scope).await?;
+        self.timeline.observe(snap.clone());
+        Ok(snap)
+    }
+
+    /// Samples every 100 ms, marking milestones with `mark`, until `done` or `timeout`.
+    async fn follow(
+        &mut self,
+        timeout: Duration,
+        mut mark: impl FnMut(&mut Timeline, &Snapshot),
+        done: impl Fn(&Timeline, &Snapshot) -> bool,
+    ) -> Result<Snapshot> {
+        loop {
+            let snap = self.sample().await?;
+            mark(&mut self.timeline, &snap);
+            if done(&self.timeline, &snap) {
+                return Ok(snap);
+            }
+            if self.timeline.elapsed() > timeout {
+                bail!(
+                    "the story did not end within {timeout:?}\ntimeline:\n{}\noperator log:\n{}",
+                    self.timeline.render(),
+                    self.op.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Accepted OpenStack actions on a server, from the simulator's request log.
+    fn accepted_actions(&self, server: &str) -> Vec<String> {
+        self.tb
+            .sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.server_id.as_deref() == Some(server) && (200..300).contains(&r.status))
+            .filter_map(|r| match (r.method.as_str(), r.action) {
+                ("POST", Some(a)) => Some(a),
+                ("DELETE", _) => Some("delete".into()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn resource(kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("nodehealer.io", "v1alpha1", kind))
+}
+
+async fn create(client: &kube::Client, doc: &Value) -> Result<()> {
+    let kind = doc["kind"].as_str().context("kind")?;
+    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
+    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource(kind)),
+        None => Api::all_with(client.clone(), &resource(kind)),
+    };
+    api.create(&PostParams::default(), &obj).await?;
+    Ok(())
+}
+
+/// Puts the test's namespace into every `remediationTemplate.namespace`.
+fn replace_namespace(mut nhc: Value, ns: &str) -> Value {
+    if let Some(t) = nhc.pointer_mut("/spec/remediationTemplate") {
+        t["namespace"] = json!(ns);
+    }
+    if let Some(list) = nhc
+        .pointer_mut("/spec/escalatingRemediations")
+        .and_then(Value::as_array_mut)
+    {
+        for e in list {
+            e["remediationTemplate"]["namespace"] = json!(ns);
+        }
+    }
+    nhc
+}
+
+fn template(name: &str, spec: Value) -> Value {
+    let mut spec = spec;
+    spec["openstack"] =
+        json!({"cloudSecretRef": {"name": "openstack-cloud"}, "cloud": "openstack"});
+    json!({
+        "apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": spec}}
+    })
+}
+
+fn template_ref(name: &str) -> Value {
+    json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate", "name": name, "namespace": "-"})
+}
+
+fn has_out_of_service(snap: &Snapshot, node: &str) -> bool {
+    snap.nodes
+        .get(node)
+        .is_some_and(|n| n.taints.iter().any(|t| t.starts_with(OUT_OF_SERVICE)))
+}
+
+/// The whole failover: a worker's server dies → NodeHealthCheck creates a PowerCycle
+/// Remediation → SHUTOFF confirmed → out-of-service taint → the StatefulSet pod runs elsewhere
+/// → taint removed → server powered on → node Ready → Remediation removed, taints gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_worker_is_fenced_its_workload_moves_and_it_comes_back() -> Result<()> {
+    let mut s = Story::new(
+        "failover",
+        3,
+        template("power-cycle", json!({"action": "PowerCycle"})),
+        json!({"remediationTemplate": template_ref("power-cycle")}),
+    )
+    .await?;
+    let home = s.workload().await?;
+    let server = s.cluster.servers[&home].clone();
+    let nodes = s.cluster.servers.len();
+    s.sample().await?;
+    s.timeline.restart_clock();
+    s.tb.fail_node(&home).await?;
+    s.timeline.say(format!("the server of {home} crashes"));
+    let mut oos_while_not_shutoff = Vec::new();
+    s.follow(
+        Duration::from_secs(120),
+        |t, snap| {
+            if snap.nodes.get(&home).is_some_and(|n| n.ready != "True") {
+                t.milestone("node not Ready");
+            }
+            if !snap.remediations.is_empty() {
+                t.milestone("remediation created");
+            }
+            if has_out_of_service(snap, &home) {
+                t.milestone("out-of-service taint");
+                let status = snap.server_of(&home).map(|s| s.status.clone());
+                if status.as_deref() != Some("SHUTOFF") {
+                    oos_while_not_shutoff.push(status);
+                }
+            }
+            if snap.pod_running_on().is_some_and(|n| n != home) {
+                t.milestone("pod running elsewhere");
+            }
+            if t.at("pod running elsewhere").is_some() && snap.whole(nodes) {
+                t.milestone("cluster whole");
+            }
+        },
+        |t, _| t.at("cluster whole").is_some(),
+    )
+    .await?;
+    eprintln!("timeline:\n{}", s.timeline.render());
+    let at = |m: &str| s.timeline.at(m).with_context(|| format!("milestone {m}"));
+    let (not_ready, created, oos, moved, whole) = (
+        at("node not Ready")?,
+        at("remediation created")?,
+        at("out-of-service taint")?,
+        at("pod running elsewhere")?,
+        at("cluster whole")?,
+    );
+    assert!(not_ready <= created && created <= oos && oos <= moved && moved <= whole);
+    assert!(
+        created >= not_ready + Duration::from_secs(3),
+        "the Remediation waited for the unhealthy duration: {created:?} vs {not_ready:?}"
+    );
+    assert!(
+        oos_while_not_shutoff.is_empty(),
+        "out-of-service taint while the server was {oos_while_not_shutoff:?}"
+    );
+    // The crashed server is already SHUTOFF (Nova's power-state sync): that confirms the fence,
+    // no os-stop is needed; one os-start brings it back.
+    assert_eq!(s.accepted_actions(&server), vec!["os-start"]);
+    report_timing(
+        "failover: node death -> StatefulSet pod Running elsewhere",
+        moved,
+    );
+    report_timing("failover: node death -> cluster whole again", whole);
+    Ok(())
+}
+
+/// A hypervisor dies: Nova never finishes the stop, so the pool's Replace template removes the
+/// server through Magnum; the old Node is deleted, a new server and Node join, the pod moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_hypervisor_is_replaced_through_magnum() -> Result<()> {
+    let mut s = Story::new(
+        "replace",
+        3,
+        template("replace", json!({"action": "Replace"})),
+        json!({"remediationTemplate": template_ref("replace")}),
+    )
+    .await?;
+    // The template needs the Magnum cluster: set it now that the cluster exists.
+    let templates: Api<DynamicObject> =
+        Api::namespaced_with(s.client.clone(), &s.ns, &resource("RemediationTemplate"));
+    let patch = json!({"spec": {"template": {"spec": {"openstack": {"magnum": {"cluster": s.cluster.magnum_id.clone().unwrap()}}}}}});
+    templates
+        .patch(
+            "replace",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    let home = s.workload().await?;
+    let server = s.cluster.servers[&home].clone();
+    let nodes = s.cluster.servers.len();
+    s.sample().await?;
+    s.timeline.restart_clock();
+    s.tb.host_down(&home).await?;
+    s.timeline.say(format!("the hypervisor of {home} dies"));
+    let last = s
+        .follow(
+            Duration::from_secs(150),
+            |t, snap| {
+                if !snap.nodes.contains_key(&home) {
+                    t.milestone("old node deleted");
+                }
+                if snap.pod_running_on().is_some_and(|n| n != home) {
+                    t.milestone("pod running elsewhere");
+                }
+                if t.at("old node deleted").is_some() && snap.whole(nodes) {
+                    t.milestone("cluster whole");
+                }
+            },
+            |t, _| t.at("cluster whole").is_some() && t.at("pod running elsewhere").is_some(),
+        )
+        .await?;
+    eprintln!("timeline:\n{}", s.timeline.render());
+    assert!(s.tb.sim.server(&server).is_none(), "the old server is gone");
+    assert!(!last.nodes.contains_key(&home));
+    assert_eq!(last.nodes.len(), nodes, "a replacement joined");
+    let resizes =
+        s.tb.sim
+            .request_log()
+            .into_iter()
+            .filter(|r| r.path.ends_with("/actions/resize") && (200..300).contains(&r.status))
+            .count();
+    assert_eq!(resizes, 1, "exactly one resize");
+    report_timing(
+        "replace: hypervisor death -> replacement node Ready",
+        s.timeline.at("cluster whole").unwrap(),
+    );
+    Ok(())
+}
+
+/// A hung kubelet on an ACTIVE server: the first template of the escalation, Reboot, brings
+/// it back; the workload never moves and nothing is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_kubelet_is_rebooted_without_fencing() -> Result<()> {
+    let mut s = Story::new(
+        "hang",
+        2,
+        template("reboot", json!({"action": "Reboot"})),
+        json!({"escalatingRemediations": [
+            {"remediationTemplate": template_ref("reboot"), "order": 0, "timeout": "60s"}
+        ]}),
+    )
+    .await?;
+    let home = s.workload().await?;
+    let server = s.cluster.servers[&home].clone();
+    let nodes = s.cluster.servers.len();
+    s.sample().await?;
+    s.timeline.restart_clock();
+    s.tb.kubelet_hang(&home).await?;
+    s.follow(
+        Duration::from_secs(90),
+        |t, snap| {
+            if snap.nodes.get(&home).is_some_and(|n| n.ready != "True") {
+                t.milestone("node not Ready");
+            }
+            if !snap.remediations.is_empty() {
+                t.milestone("remediation created");
+            }
+            if t.at("remediation created").is_some() && snap.whole(nodes) {
+                t.milestone("cluster whole");
+            }
+        },
+        |t, _| t.at("cluster whole").is_some(),
+    )
+    .await?;
+    eprintln!("timeline:\n{}", s.timeline.render());
+    assert_eq!(s.accepted_actions(&server), vec!["reboot"]);
+    assert_eq!(
+        running_on(&s.client, &s.ns, "db-0").await?.as_deref(),
+        Some(home.as_str()),
+        "the pod stayed"
+    );
+    report_timing(
+        "kubelet hang: Ready=False -> node Ready after a reboot",
+        s.timeline.at("cluster whole").unwrap(),
+    );
+    Ok(())
+}
