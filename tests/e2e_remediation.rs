@@ -810,6 +810,11 @@ async fn nova_errors_delay_the_remediation_but_never_duplicate_or_skip_a_step() 
             .collect();
     assert_eq!(failed.len(), 1, "the injected failure happened");
     assert_eq!(s.accepted_actions(&server), vec!["os-stop", "os-start"]);
+    let status = s.remediations().get(&victim).await?.status.unwrap();
+    assert_eq!(
+        status.last_error, None,
+        "the error of the lost request is cleared once all went well"
+    );
     s.wait_taints_gone(&victim).await?;
     Ok(())
 }

@@ -87,3 +87,31 @@ impl Controllers {
         tokio::join!(nhc, remediation);
     }
 }
+
+/// A JSON merge patch body that turns `previous` into `next`: fields left out of `next` (empty
+/// lists and unset options are not serialized) are set to null, so the patch clears them
+/// instead of leaving the old values behind.
+pub(crate) fn replacing(
+    previous: &serde_json::Value,
+    mut next: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(old), Some(new)) = (previous.as_object(), next.as_object_mut()) {
+        for key in old.keys() {
+            new.entry(key.clone()).or_insert(serde_json::Value::Null);
+        }
+    }
+    next
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_patch_clears_what_the_new_value_leaves_out() {
+        let old = serde_json::json!({"phase": "Fencing", "lastError": "nova down", "steps": [1]});
+        let new = serde_json::json!({"phase": "Succeeded", "steps": [1, 2]});
+        assert_eq!(
+            super::replacing(&old, new),
+            serde_json::json!({"phase": "Succeeded", "lastError": null, "steps": [1, 2]})
+        );
+    }
+}

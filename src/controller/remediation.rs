@@ -716,7 +716,7 @@ async fn patch_status(
         Api::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "metadata": {"resourceVersion": version.as_str()},
-        "status": new,
+        "status": super::replacing(&serde_json::to_value(old)?, serde_json::to_value(new)?),
     });
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),

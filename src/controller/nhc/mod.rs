@@ -430,6 +430,20 @@ async fn templates(ctx: &Context, nhc: &NodeHealthCheck) -> Result<Templates, St
         }
         objects.push((t, (*object).clone()));
     }
+    // Objects of one kind are named after the node unless the template supports several per
+    // node: escalating between templates of one kind needs that support (as medik8s requires).
+    for (i, (a, object)) in objects.iter().enumerate() {
+        let same_kind = objects
+            .iter()
+            .skip(i + 1)
+            .any(|(b, _)| a.api_version == b.api_version && a.kind == b.kind);
+        if same_kind && !supports_multiple_templates(object.annotations()) {
+            return Err(format!(
+                "templates {} {}/{} and another of the same kind are escalated between, but {} lacks the annotation remediation.medik8s.io/multiple-templates-support: \"true\" (both remediation objects would be named after the node)",
+                a.kind, a.namespace, a.name, a.name
+            ));
+        }
+    }
     Ok(Templates {
         objects,
         remediation_kinds,
@@ -865,9 +879,27 @@ async fn create(
     })?;
     let made = match api.create(&PostParams::default(), &remediation).await {
         Ok(made) => made,
-        // Already there (a round that did not see it in the cache yet): use it.
+        // Already there: a round that did not see it in the cache yet made it (use it), or
+        // an object of another template holds the node's name (say so; never adopt it).
         Err(kube::Error::Api(e)) if e.code == 409 && remediation.metadata.name.is_some() => {
-            api.get(node).await?
+            let existing = api.get(node).await?;
+            let from = existing
+                .annotations()
+                .get(contract::TEMPLATE_NAME_ANNOTATION)
+                .cloned();
+            if from.as_deref().is_some_and(|t| t != template.name) {
+                return Err(Error::InvalidSpec {
+                    kind: "NodeHealthCheck",
+                    name: owner.name.clone(),
+                    message: format!(
+                        "{kind} {}/{node} already exists, made from template {}; cannot create another from {}",
+                        template.namespace,
+                        from.unwrap_or_default(),
+                        template.name
+                    ),
+                });
+            }
+            existing
         }
         Err(e) => return Err(e.into()),
     };
@@ -949,7 +981,7 @@ async fn write_status(
             .await;
     }
     let api: Api<NodeHealthCheck> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({"status": status});
+    let patch = serde_json::json!({"status": super::replacing(&serde_json::to_value(previous)?, serde_json::to_value(&status)?)});
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
