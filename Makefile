@@ -39,7 +39,7 @@ generate:
 
 demo: testbed
 	$(CARGO) build --locked -p nodehealer --bin nodehealer -p nodehealer-testbed --bin nodehealer-demo
-	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) TESTBED_LOG=error \
+	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) TESTBED_LOG=off \
 	  target/debug/nodehealer-demo --scenario $(SCENARIO) --operator target/debug/nodehealer --repo .
 
 clean-runs:

@@ -235,6 +235,33 @@ pub fn next(
     }
 }
 
+/// Whether a Remediation that is being deleted must power its server back on: we powered it
+/// off (an `os-stop` that was or may have been accepted), nothing has started it again, and it
+/// is off now. A remediation stopped half-way (its node came back, or a person deleted it)
+/// never leaves behind a server that we turned off. `Replace` removed the server on purpose,
+/// and `Rebuild` after its rebuild has been sent is left to Nova.
+pub fn restore_power_on_delete(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+    server: &ServerObservation,
+) -> bool {
+    if !matches!(
+        spec.action,
+        RemediationAction::PowerCycle | RemediationAction::Rebuild
+    ) {
+        return false;
+    }
+    let sent = |name: &str| {
+        status.steps.iter().any(|s| {
+            s.requests.iter().any(|r| {
+                r.action == name && r.outcome.as_deref().is_none_or(|o| o == OUTCOME_ACCEPTED)
+            })
+        })
+    };
+    let off = matches!(server, ServerObservation::Present(s) if s.is_off());
+    off && sent(REQ_STOP) && !sent(REQ_START) && !sent(REQ_REBUILD)
+}
+
 /// The controller could not observe or reach what the next step needs (the cloud is
 /// unreachable, the Secret is missing, the node cannot be mapped): nothing is sent and nothing
 /// is released. The reason goes into `lastError` and the `Processing` condition; once the

@@ -908,3 +908,54 @@ async fn a_leader_change_mid_remediation_finishes_without_repeating_an_action() 
     s.wait_taints_gone(&victim).await?;
     Ok(())
 }
+
+/// A Remediation deleted half-way (its node looked healthy again, or a person stopped it)
+/// after it powered the server off: the finalizer powers the server back on and removes the
+/// taints, so stopping a remediation never leaves a machine down that we took down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediation_deleted_after_the_fence_powers_the_server_back_on() -> Result<()> {
+    let s = Scenario::new("restore", 0, 3).await?;
+    stateful_app(
+        &s.client,
+        &s.ns,
+        "db",
+        &[(nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name)],
+    )
+    .await?;
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
+    })
+    .await?;
+    let victim = running_on(&s.client, &s.ns, "db-0")
+        .await?
+        .expect("db-0 placed");
+    let server = s.server(&victim);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::ReleasingWorkloads,
+        Duration::from_secs(30),
+    )
+    .await?;
+    assert_eq!(s.tb.power_state(&victim).await?.status, "SHUTOFF");
+    s.remediations()
+        .delete(&victim, &Default::default())
+        .await?;
+    wait_for(
+        Duration::from_secs(30),
+        "the Remediation gone and the server running",
+        || async {
+            let gone = s.remediations().get_opt(&victim).await?.is_none();
+            Ok(gone && s.tb.power_state(&victim).await?.status == "ACTIVE")
+        },
+    )
+    .await
+    .with_context(|| s.op.log_tail())?;
+    s.wait_taints_gone(&victim).await?;
+    assert_eq!(s.accepted_actions(&server), vec!["os-stop", "os-start"]);
+    assert!(!s.events("PowerRestored").await?.is_empty());
+    Ok(())
+}

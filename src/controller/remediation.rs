@@ -279,7 +279,58 @@ async fn reconcile(rem: Arc<Remediation>, ctx: Arc<Context>) -> Result<Requeue> 
 /// The Remediation is going away: our taints go with it.
 async fn cleanup(rem: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
     sync_taints(ctx, &node_name_of(&rem), &[]).await?;
+    restore_power(&rem, ctx).await;
     Ok(Requeue::await_change())
+}
+
+/// A remediation deleted half-way never leaves behind a server we powered off (see
+/// `restore_power_on_delete`). Best effort: a cloud that cannot be reached is logged and the
+/// deletion goes on, since holding the Remediation would not bring the server back either.
+async fn restore_power(rem: &Remediation, ctx: &Context) {
+    let status = rem.status.clone().unwrap_or_default();
+    let Some(server_id) = status.server_id.clone() else {
+        return;
+    };
+    if status.phase.is_some_and(|p| p.is_final()) || ctx.settings.dry_run {
+        return;
+    }
+    let attempt = async {
+        let cloud = ctx.cloud_for(rem).await?;
+        let server = match cloud.server(&server_id).await? {
+            None => ServerObservation::Gone,
+            Some(s) => ServerObservation::Present(server_state(&s)),
+        };
+        if machine::restore_power_on_delete(&rem.spec, &status, &server) {
+            cloud.start(&server_id).await?;
+            ctx.event(
+                rem,
+                false,
+                "PowerRestored",
+                format!("the remediation was deleted after it powered server {server_id} off: powered it on again"),
+            )
+            .await;
+        }
+        Result::<()>::Ok(())
+    };
+    if let Err(e) = attempt.await {
+        tracing::warn!(remediation = %rem.name_any(), error = %e, "could not power the server on again");
+        ctx.event(
+            rem,
+            true,
+            e.category(),
+            format!("could not power server {server_id} on again: {e}"),
+        )
+        .await;
+    }
+}
+
+fn server_state(s: &openstack::Server) -> ServerState {
+    ServerState {
+        status: s.status.clone(),
+        task_state: s.task_state.clone(),
+        image_id: s.image_id.clone().unwrap_or_default(),
+        updated: s.updated,
+    }
 }
 
 async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
@@ -388,12 +439,7 @@ async fn step(
     let server_id = status.server_id.clone().unwrap_or_default();
     let server = match cloud.server(&server_id).await? {
         None => ServerObservation::Gone,
-        Some(s) => ServerObservation::Present(ServerState {
-            status: s.status.clone(),
-            task_state: s.task_state.clone(),
-            image_id: s.image_id.clone().unwrap_or_default(),
-            updated: s.updated,
-        }),
+        Some(s) => ServerObservation::Present(server_state(&s)),
     };
     let current = status
         .steps

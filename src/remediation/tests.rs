@@ -621,3 +621,72 @@ fn nothing_is_sent_to_a_magnum_cluster_while_it_updates() {
     let plan = run(&reboot, &RemediationStatus::default(), &obs, t(0));
     assert_eq!(plan.action, Action::Wait(StdDuration::from_secs(5)));
 }
+
+#[test]
+fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
+    let power_cycle = spec(RemediationAction::PowerCycle);
+    let obs = observed(Some(false), server("ACTIVE", None));
+    // Fence: the os-stop is sent and accepted, Nova reports SHUTOFF.
+    let mut status = run(&power_cycle, &RemediationStatus::default(), &obs, t(0)).status;
+    accept_last(&mut status);
+    assert!(restore_power_on_delete(
+        &power_cycle,
+        &status,
+        &server("SHUTOFF", None)
+    ));
+    // Not while it is still running, stopping, or after our own os-start.
+    assert!(!restore_power_on_delete(
+        &power_cycle,
+        &status,
+        &server("ACTIVE", None)
+    ));
+    assert!(!restore_power_on_delete(
+        &power_cycle,
+        &status,
+        &server("ACTIVE", Some("powering-off"))
+    ));
+    let mut started = status.clone();
+    started
+        .steps
+        .last_mut()
+        .unwrap()
+        .requests
+        .push(OpenStackRequest {
+            action: REQ_START.into(),
+            sent_at: Time(t(5)),
+            target: None,
+            outcome: Some(OUTCOME_ACCEPTED.into()),
+        });
+    assert!(!restore_power_on_delete(
+        &power_cycle,
+        &started,
+        &server("SHUTOFF", None)
+    ));
+    // A stop that certainly failed did not turn it off: a server off for another reason stays off.
+    let mut failed = status.clone();
+    failed
+        .steps
+        .last_mut()
+        .unwrap()
+        .requests
+        .last_mut()
+        .unwrap()
+        .outcome = Some("Failed: CloudConflict".into());
+    assert!(!restore_power_on_delete(
+        &power_cycle,
+        &failed,
+        &server("SHUTOFF", None)
+    ));
+    // Nothing was sent at all (the server crashed by itself): left as it is.
+    assert!(!restore_power_on_delete(
+        &power_cycle,
+        &RemediationStatus::default(),
+        &server("SHUTOFF", None)
+    ));
+    // Replace removes servers on purpose.
+    assert!(!restore_power_on_delete(
+        &spec(RemediationAction::Replace),
+        &status,
+        &server("SHUTOFF", None)
+    ));
+}

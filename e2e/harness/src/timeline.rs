@@ -71,10 +71,20 @@ impl Snapshot {
         self.servers.get(node)
     }
 
-    /// Whether every node is Ready and no Remediation is left.
+    /// Whether the cluster is whole: `nodes` nodes, every one Ready and free of the taints of
+    /// a failure or a remediation, and no Remediation left.
     pub fn whole(&self, nodes: usize) -> bool {
+        let failure_taint = |t: &String| {
+            t.starts_with("node.kubernetes.io/unreachable")
+                || t.starts_with("node.kubernetes.io/not-ready")
+                || t.starts_with("node.kubernetes.io/out-of-service")
+                || t.starts_with("nodehealer.io/")
+        };
         self.nodes.len() == nodes
-            && self.nodes.values().all(|n| n.ready == "True")
+            && self
+                .nodes
+                .values()
+                .all(|n| n.ready == "True" && !n.taints.iter().any(failure_taint))
             && self.remediations.is_empty()
     }
 

@@ -169,9 +169,10 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     let victim = victims[0].clone();
     let nodes = first.nodes.len();
     let mut recovered_by_hand = false;
+    let mut nhc_watch = NhcLines::default();
     loop {
         let snap = snapshot(&client, &tb.sim, &scope).await?;
-        let nhc_lines = nhc_changes(&client).await?;
+        let nhc_lines = nhc_watch.changes(&client).await?;
         note_milestones(&mut timeline, &snap, &victim, &home);
         timeline.observe(snap.clone());
         for line in nhc_lines {
@@ -266,6 +267,9 @@ fn note_milestones(t: &mut Timeline, snap: &Snapshot, victim: &str, home: &str) 
 
 fn summary(t: &Timeline, scenario: Scenario) {
     println!("== summary ({scenario:?}), from the moment of the failure");
+    if t.at("remediation created").is_none() {
+        println!("   no remediation was created: the NodeHealthCheck held back and said why");
+    }
     for (name, at) in t.milestones() {
         println!("   {name:<28} {:>6.1} s", at.as_secs_f64());
     }
@@ -348,18 +352,15 @@ fn health_checks(scenario: Scenario) -> Vec<Value> {
         "remediationTemplate": template("power-cycle")
     }});
     let workers = match scenario {
-        Scenario::KubeletHang => workers(
-            json!({"escalatingRemediations": [
-                {"remediationTemplate": template("reboot"), "order": 0, "timeout": "60s"},
-                {"remediationTemplate": template("power-cycle"), "order": 1, "timeout": "300s"}
-            ]}),
-            "50%",
-        ),
+        Scenario::KubeletHang => workers(json!({"remediationTemplate": template("reboot")}), "50%"),
         Scenario::Replace => workers(
             json!({"remediationTemplate": template("replace-magnum")}),
             "1",
         ),
-        Scenario::Storm => workers(json!({"remediationTemplate": template("power-cycle")}), "1"),
+        Scenario::Storm => workers(
+            json!({"remediationTemplate": template("power-cycle"), "stormCooldownDuration": "20s"}),
+            "1",
+        ),
         _ => workers(
             json!({"remediationTemplate": template("power-cycle")}),
             "50%",
@@ -393,36 +394,57 @@ fn describe(nhc: &Value) -> String {
     )
 }
 
-/// Lines for NodeHealthCheck phase and reason changes (kept between calls).
-async fn nhc_changes(client: &kube::Client) -> Result<Vec<String>> {
-    use std::sync::Mutex;
-    static LAST: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("NodeHealthCheck"));
-    let mut lines = Vec::new();
-    for nhc in api.list(&Default::default()).await?.items {
-        let name = nhc.metadata.name.clone().unwrap_or_default();
-        let phase = nhc
-            .data
-            .pointer("/status/phase")
-            .and_then(Value::as_str)
-            .unwrap_or("-");
-        let reason = nhc
-            .data
-            .pointer("/status/reason")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let now = if reason.is_empty() {
-            phase.to_string()
-        } else {
-            format!("{phase}: {reason}")
-        };
-        let mut last = LAST.lock().expect("lock");
-        if last.get(&name) != Some(&now) {
-            lines.push(format!("nodehealthcheck {name}: {now}"));
-            last.insert(name, now);
+/// Lines for what the NodeHealthChecks say: phase and reason, and why each unhealthy node is
+/// (or is no longer) blocked. Remembers what it printed.
+#[derive(Default)]
+struct NhcLines {
+    last: BTreeMap<String, String>,
+}
+
+impl NhcLines {
+    async fn changes(&mut self, client: &kube::Client) -> Result<Vec<String>> {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("NodeHealthCheck"));
+        let mut now: BTreeMap<String, String> = BTreeMap::new();
+        for nhc in api.list(&Default::default()).await?.items {
+            let name = nhc.metadata.name.clone().unwrap_or_default();
+            let text = |p: &str| {
+                nhc.data
+                    .pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("-")
+                    .to_string()
+            };
+            now.insert(
+                name.clone(),
+                format!("{}: {}", text("/status/phase"), text("/status/reason")),
+            );
+            let unhealthy = nhc
+                .data
+                .pointer("/status/unhealthyNodes")
+                .and_then(Value::as_array);
+            for node in unhealthy.into_iter().flatten() {
+                if let Some(why) = node.get("blockedReason").and_then(Value::as_str) {
+                    let node_name = node.get("name").and_then(Value::as_str).unwrap_or("?");
+                    now.insert(format!("{name} {node_name}"), format!("blocked: {why}"));
+                }
+            }
         }
+        let mut lines = Vec::new();
+        for (key, text) in &now {
+            if self.last.get(key) != Some(text) {
+                lines.push(format!("nodehealthcheck {key}: {text}"));
+            }
+        }
+        for key in self
+            .last
+            .keys()
+            .filter(|k| !now.contains_key(*k) && k.contains(' '))
+        {
+            lines.push(format!("nodehealthcheck {key}: no longer blocked"));
+        }
+        self.last = now;
+        Ok(lines)
     }
-    Ok(lines)
 }
 
 fn resource(kind: &str) -> ApiResource {
