@@ -36,6 +36,8 @@ test: testbed lint
 
 generate:
 	$(CARGO) run --locked --quiet --bin crdgen -- --out-dir crds
+	rm -f charts/nodehealer/crds/*.yaml
+	cp crds/*.yaml charts/nodehealer/crds/
 
 demo: testbed
 	$(CARGO) build --locked -p nodehealer --bin nodehealer -p nodehealer-testbed --bin nodehealer-demo

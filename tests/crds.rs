@@ -54,6 +54,32 @@ fn committed_crds_match_the_rust_types() {
 }
 
 #[test]
+fn the_charts_crds_are_the_generated_ones() {
+    let generated: Vec<PathBuf> = yaml_files("crds");
+    let in_chart: Vec<PathBuf> = yaml_files("charts/nodehealer/crds");
+    let names = |files: &[PathBuf]| -> Vec<String> {
+        files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&generated),
+        names(&in_chart),
+        "charts/nodehealer/crds/ differs from crds/: run `make generate`"
+    );
+    for file in &generated {
+        let copy = repo("charts/nodehealer/crds").join(file.file_name().unwrap());
+        assert!(
+            fs::read_to_string(file).unwrap() == fs::read_to_string(&copy).unwrap(),
+            "{} differs from {}: run `make generate`",
+            copy.display(),
+            file.display()
+        );
+    }
+}
+
+#[test]
 fn the_medik8s_sample_is_accepted_after_changing_only_its_api_version() {
     let text = fs::read_to_string(repo("tests/fixtures/medik8s-nodehealthcheck.yaml")).unwrap();
     let nhc: NodeHealthCheck = serde_yaml::from_str(&text).unwrap();

@@ -70,17 +70,42 @@ impl Operator {
 
     /// Like `start`, with a name for the process (two replicas of one test, say).
     pub fn start_named(tb: &TestBed, ns: &str, name: &str, extra: &[&str]) -> Result<Operator> {
-        let http_port = free_port()?;
-        let mut args: Vec<String> = vec![
-            format!("--kubeconfig={}", tb.cp.kubeconfig.display()),
-            format!("--namespace={ns}"),
+        let mut args = vec![
             format!("--watch-namespace={ns}"),
             format!("--nhc-selector={SCOPE_LABEL}={ns}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::spawn(tb, ns, name, &tb.cp.kubeconfig, args)
+    }
+
+    /// Runs the operator with another identity's kubeconfig (a ServiceAccount token, say) and
+    /// only the given scoping flags.
+    pub fn start_with_kubeconfig(
+        tb: &TestBed,
+        ns: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<Operator> {
+        let args = extra.iter().map(|s| s.to_string()).collect();
+        Self::spawn(tb, ns, "operator", kubeconfig, args)
+    }
+
+    fn spawn(
+        tb: &TestBed,
+        ns: &str,
+        name: &str,
+        kubeconfig: &std::path::Path,
+        extra: Vec<String>,
+    ) -> Result<Operator> {
+        let http_port = free_port()?;
+        let mut args: Vec<String> = vec![
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--namespace={ns}"),
             format!("--http-address=127.0.0.1:{http_port}"),
             format!("--identity={ns}-{name}"),
             "--log=info,nodehealer=debug".into(),
         ];
-        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(extra);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodehealer"));
         cmd.args(&args);
         let proc = tb.spawn_process(&format!("{ns}-{name}"), cmd)?;
