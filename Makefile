@@ -29,9 +29,10 @@ unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
 test: testbed lint
-	@rm -f target/test-timings.txt
+	@rm -rf target/test-timings.txt target/test-timelines
 	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) \
 	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+	@for f in target/test-timelines/*.txt; do [ -f "$$f" ] && { echo "=== timeline: $$(basename $$f .txt)"; cat "$$f"; }; done; true
 	@echo "=== timings measured by the tests"; cat target/test-timings.txt 2>/dev/null || true
 
 generate:

@@ -257,7 +257,10 @@ async fn a_dead_worker_is_fenced_its_workload_moves_and_it_comes_back() -> Resul
         |t, _| t.at("cluster whole").is_some(),
     )
     .await?;
-    eprintln!("timeline:\n{}", s.timeline.render());
+    nodehealer_testbed::report_timeline(
+        "a_dead_worker_is_fenced_its_workload_moves_and_it_comes_back",
+        &s.timeline.render(),
+    );
     let at = |m: &str| s.timeline.at(m).with_context(|| format!("milestone {m}"));
     let (not_ready, created, oos, moved, whole) = (
         at("node not Ready")?,
@@ -332,7 +335,10 @@ async fn a_lost_hypervisor_is_replaced_through_magnum() -> Result<()> {
             |t, _| t.at("cluster whole").is_some() && t.at("pod running elsewhere").is_some(),
         )
         .await?;
-    eprintln!("timeline:\n{}", s.timeline.render());
+    nodehealer_testbed::report_timeline(
+        "a_lost_hypervisor_is_replaced_through_magnum",
+        &s.timeline.render(),
+    );
     assert!(s.tb.sim.server(&server).is_none(), "the old server is gone");
     assert!(!last.nodes.contains_key(&home));
     assert_eq!(last.nodes.len(), nodes, "a replacement joined");
@@ -385,7 +391,10 @@ async fn a_hung_kubelet_is_rebooted_without_fencing() -> Result<()> {
         |t, _| t.at("cluster whole").is_some(),
     )
     .await?;
-    eprintln!("timeline:\n{}", s.timeline.render());
+    nodehealer_testbed::report_timeline(
+        "a_hung_kubelet_is_rebooted_without_fencing",
+        &s.timeline.render(),
+    );
     assert_eq!(s.accepted_actions(&server), vec!["reboot"]);
     assert_eq!(
         running_on(&s.client, &s.ns, "db-0").await?.as_deref(),

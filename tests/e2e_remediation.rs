@@ -959,3 +959,44 @@ async fn a_remediation_deleted_after_the_fence_powers_the_server_back_on() -> Re
     assert!(!s.events("PowerRestored").await?.is_empty());
     Ok(())
 }
+
+/// With `magnum.reportHealthStatus`, Magnum hears about it as from magnum-auto-healer: the
+/// cluster is UNHEALTHY with the node's check while it is remediated, HEALTHY afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn magnum_hears_the_clusters_health_while_a_node_is_remediated() -> Result<()> {
+    let s = Scenario::new("health", 1, 2).await?;
+    let victim = s.worker(0);
+    let cluster = s.cluster.magnum_id.clone().expect("a Magnum cluster");
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "openstack": {"magnum": {"cluster": cluster, "reportHealthStatus": true}}}),
+    )
+    .await?;
+    let health = || {
+        let c = s.tb.sim.cluster(&cluster).expect("cluster");
+        (c.health_status, c.health_status_reason)
+    };
+    wait_for(Duration::from_secs(30), "UNHEALTHY reported", || async {
+        let (status, reason) = health();
+        Ok(status.as_deref() == Some("UNHEALTHY")
+            && reason.get(&format!("{victim}.Ready")).map(String::as_str) == Some("error"))
+    })
+    .await
+    .with_context(|| format!("{:?}\n{}", health(), s.op.log_tail()))?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(60),
+    )
+    .await?;
+    wait_for(Duration::from_secs(10), "HEALTHY reported", || async {
+        let (status, reason) = health();
+        Ok(status.as_deref() == Some("HEALTHY")
+            && reason.get("nodes").map(String::as_str) == Some("ok"))
+    })
+    .await
+    .with_context(|| format!("{:?}", health()))?;
+    Ok(())
+}

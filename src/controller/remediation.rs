@@ -52,6 +52,8 @@ pub struct Context {
     metrics: Metrics,
     openstack_metrics: crate::metrics::Metrics,
     clouds: Mutex<HashMap<CloudKey, Arc<dyn Cloud>>>,
+    /// The Remediation cache, for the Magnum health report (which covers a whole cluster).
+    store: std::sync::OnceLock<kube::runtime::reflector::Store<Remediation>>,
 }
 
 /// One OpenStack client per Secret version and cloud, so tokens are reused across reconciles
@@ -117,6 +119,7 @@ impl Context {
             metrics,
             openstack_metrics,
             clouds: Mutex::new(HashMap::new()),
+            store: std::sync::OnceLock::new(),
         }
     }
 
@@ -209,6 +212,7 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let controller = Controller::new(remediations, watcher::Config::default());
     let store = controller.store();
+    let _ = ctx.store.set(store.clone());
     // A node's change (Ready again, say) wakes the Remediations of that node.
     let by_node = store.clone();
     let controller = controller.watches(nodes, watcher::Config::default(), move |node: Node| {
@@ -476,6 +480,12 @@ async fn step(
     // Persist first: a request leaves only once it is on record. A conflict here means
     // someone wrote in between; nothing is sent and the next reconcile decides afresh.
     patch_status(ctx, rem, version, &before, &new).await?;
+    let started = before.steps.is_empty() && !new.steps.is_empty();
+    let ended =
+        !before.phase.is_some_and(|p| p.is_final()) && new.phase.is_some_and(|p| p.is_final());
+    if started || ended {
+        report_magnum_health(ctx, rem, cloud.as_ref(), &new).await;
+    }
     if let Some(notice) = &plan.notice {
         ctx.event(rem, notice.warning, notice.reason, notice.message.clone())
             .await;
@@ -781,4 +791,80 @@ fn is_ready(node: &Node) -> bool {
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == "True")
+}
+
+/// With `magnum.reportHealthStatus`, tells Magnum the cluster's health as magnum-auto-healer
+/// does, whenever a remediation of it starts or ends: UNHEALTHY with one `<node>.Ready: error`
+/// per worker in remediation (`api: error` for control-plane nodes), HEALTHY once none is left.
+/// Best effort: a failed report is a Warning event, never a reason to stop a remediation.
+async fn report_magnum_health(
+    ctx: &Context,
+    rem: &Remediation,
+    cloud: &dyn Cloud,
+    status: &crate::api::RemediationStatus,
+) {
+    let Some(magnum) = rem
+        .spec
+        .openstack
+        .magnum
+        .as_ref()
+        .filter(|m| m.report_health_status)
+    else {
+        return;
+    };
+    // Every Remediation of this cluster that is still running, this one as just decided.
+    let mut running: Vec<(String, bool)> = Vec::new();
+    let this = (rem.namespace(), rem.name_any());
+    let others = ctx.store.get().map(|s| s.state()).unwrap_or_default();
+    for other in others {
+        if (other.namespace(), other.name_any()) == this {
+            continue;
+        }
+        let same_cluster = other
+            .spec
+            .openstack
+            .magnum
+            .as_ref()
+            .is_some_and(|m| m.cluster == magnum.cluster);
+        let live = !other
+            .status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .is_some_and(|p| p.is_final());
+        if same_cluster && live && other.metadata.deletion_timestamp.is_none() {
+            running.push((node_name_of(&other), is_control_plane_remediation(&other)));
+        }
+    }
+    if !status.phase.is_some_and(|p| p.is_final()) {
+        running.push((node_name_of(rem), is_control_plane_remediation(rem)));
+    }
+    let workers: Vec<(&str, &str)> = running
+        .iter()
+        .filter(|(_, cp)| !cp)
+        .map(|(n, _)| (n.as_str(), "Ready"))
+        .collect();
+    let control_plane = running.iter().any(|(_, cp)| *cp);
+    let (health, reason) = openstack::health_report(&workers, control_plane, Timestamp::now());
+    match cloud.report_health(&magnum.cluster, health, &reason).await {
+        Ok(()) => {
+            tracing::debug!(cluster = %magnum.cluster, health = health.as_str(), "reported to Magnum")
+        }
+        Err(e) => {
+            ctx.event(
+                rem,
+                true,
+                e.category(),
+                format!(
+                    "reporting health_status to Magnum cluster {} failed: {e}",
+                    magnum.cluster
+                ),
+            )
+            .await
+        }
+    }
+}
+
+fn is_control_plane_remediation(rem: &Remediation) -> bool {
+    rem.labels()
+        .contains_key(crate::api::contract::CONTROL_PLANE_REMEDIATION_LABEL)
 }

@@ -534,6 +534,16 @@ pub fn report_timing(what: &str, took: Duration) {
     }
 }
 
+/// Records a scenario's timeline: written to `target/test-timelines/<name>.txt`, which
+/// `make test` prints at the end (libtest hides the output of passing tests).
+pub fn report_timeline(name: &str, timeline: &str) {
+    if let Some(dir) = runs_dir().parent().map(|p| p.join("test-timelines")) {
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(format!("{name}.txt")), timeline);
+    }
+    eprintln!("timeline of {name}:\n{timeline}");
+}
+
 /// Polls `check` every 100 ms until it returns true or `timeout` passes.
 pub async fn wait_for<F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<Duration>
 where
