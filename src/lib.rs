@@ -11,6 +11,7 @@ pub mod controller;
 pub mod decide;
 pub mod error;
 pub mod health;
+pub mod import;
 pub mod leader;
 pub mod metrics;
 pub mod openstack;

@@ -22,6 +22,9 @@ use nodehealer::server::{self, Readiness};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Kubeconfig to use; in a pod the in-cluster configuration is used when unset.
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<std::path::PathBuf>,
@@ -82,6 +85,49 @@ struct Args {
     controllers: Vec<ControllerKind>,
 }
 
+/// Tools besides running the operator.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Convert a magnum-auto-healer configuration (the config.yaml of its ConfigMap) into
+    /// NodeHealthChecks, RemediationTemplates and a clouds.yaml Secret, printed as YAML.
+    ImportMagnumConfig {
+        /// The magnum-auto-healer config.yaml; `-` reads standard input.
+        config: std::path::PathBuf,
+        /// Namespace of the RemediationTemplates and the Secret.
+        #[arg(long = "to-namespace", default_value = "nodehealer")]
+        to_namespace: String,
+        /// Name of the clouds.yaml Secret.
+        #[arg(long, default_value = "openstack-cloud")]
+        secret_name: String,
+    },
+}
+
+/// Runs a tool command; the operator itself does not start.
+fn run_command(command: &Command) -> Result<()> {
+    match command {
+        Command::ImportMagnumConfig {
+            config,
+            to_namespace,
+            secret_name,
+        } => {
+            let text = if config.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin())?
+            } else {
+                std::fs::read_to_string(config)
+                    .with_context(|| format!("reading {}", config.display()))?
+            };
+            let options = nodehealer::import::ImportOptions {
+                namespace: to_namespace.clone(),
+                secret_name: secret_name.clone(),
+            };
+            let manifests = nodehealer::import::convert(&text, &options)
+                .with_context(|| format!("{} cannot be converted", config.display()))?;
+            print!("{}", nodehealer::import::to_yaml(&manifests));
+            Ok(())
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LogFormat {
     Plain,
@@ -91,6 +137,14 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        // A tool's error is for a person at a terminal: one clear line, exit code 2.
+        if let Err(e) = run_command(command) {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+        return Ok(());
+    }
     init_tracing(&args)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
 
