@@ -896,3 +896,50 @@ async fn a_failing_endpoint_check_makes_a_node_unhealthy() -> Result<()> {
     );
     Ok(())
 }
+
+/// A flapping node (Ready and NotReady every second) is never remediated while no unhealthy
+/// spell lasts the duration; once it stays down, it gets exactly one remediation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_node_is_remediated_only_once_it_stays_down() -> Result<()> {
+    let p = Pool::new(
+        "flapping",
+        0,
+        3,
+        "worker",
+        json!({"unhealthyConditions": [{"type": "Ready", "status": "False", "duration": "3s"}]}),
+    )
+    .await?;
+    let rem = remediation_resource();
+    let node = p.nodes("worker")[0].clone();
+    let nodes: Api<Node> = Api::all(p.client.clone());
+    let mut flips = 0;
+    for _ in 0..6 {
+        p.tb.kubelet_hang(&node).await?;
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        p.tb.recover_node(&node).await?;
+        wait_for(Duration::from_secs(10), "Ready again", || async {
+            Ok(is_ready(&nodes.get(&node).await?))
+        })
+        .await?;
+        flips += 1;
+        assert!(
+            p.list(&rem).await?.is_empty(),
+            "no remediation after {flips} short spells"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    p.tb.kubelet_hang(&node).await?;
+    let down = Instant::now();
+    p.wait_remediations(&rem, 1, Duration::from_secs(30))
+        .await?;
+    assert!(
+        down.elapsed() >= Duration::from_secs(2),
+        "only after the duration: {:?}",
+        down.elapsed()
+    );
+    p.stays(Duration::from_secs(3), async || {
+        Ok(p.list(&rem).await?.len() == 1)
+    })
+    .await?;
+    Ok(())
+}
