@@ -45,5 +45,13 @@ demo: testbed
 	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) TESTBED_LOG=off \
 	  target/debug/nodehealer-demo --scenario $(SCENARIO) --operator target/debug/nodehealer --repo .
 
+# Benchmarks on the test bed with a release build of the operator; BENCH_SIZES=100,1000,5000
+# for the large run (the 5,000-node cluster takes several minutes to register).
+bench: testbed
+	$(CARGO) build --locked --release -p nodehealer --bin nodehealer
+	$(CARGO) build --locked -p nodehealer-testbed --bin nodehealer-bench
+	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) TESTBED_LOG=off \
+	  target/debug/nodehealer-bench --operator target/release/nodehealer --repo .
+
 clean-runs:
 	rm -rf target/testbed-runs

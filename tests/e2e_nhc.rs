@@ -811,6 +811,7 @@ async fn a_restart_does_not_create_a_second_remediation() -> Result<()> {
     p.tb.kubelet_hang(&node).await?;
     p.wait_remediations(&rem, 1, Duration::from_secs(30))
         .await?;
+    p.op.wait_ready().await?;
     p.op.restart(p.tb)?;
     p.wait_status(
         "the restarted operator reports",

@@ -873,12 +873,16 @@ async fn a_leader_change_mid_remediation_finishes_without_repeating_an_action() 
         Ok(holder().await?.is_some())
     })
     .await?;
+    // Whichever replica won the Lease leads; the other stands by, and both are ready.
     let first = holder().await?.unwrap();
-    assert_eq!(
-        first,
-        format!("{}-operator", s.ns),
-        "the first replica leads"
-    );
+    let operator_leads = first == format!("{}-operator", s.ns);
+    let (leader, other, other_name) = if operator_leads {
+        (&s.op, &standby, "standby")
+    } else {
+        (&standby, &s.op, "operator")
+    };
+    leader.wait_ready().await?;
+    other.wait_ready().await?;
 
     let victim = s.worker(0);
     let server = s.server(&victim);
@@ -890,7 +894,7 @@ async fn a_leader_change_mid_remediation_finishes_without_repeating_an_action() 
         Ok(s.accepted_actions(&server).iter().any(|a| a == "os-stop"))
     })
     .await?;
-    s.op.proc.kill();
+    leader.proc.kill();
     let killed = Instant::now();
     s.wait_phase(
         &victim,
@@ -898,12 +902,12 @@ async fn a_leader_change_mid_remediation_finishes_without_repeating_an_action() 
         Duration::from_secs(60),
     )
     .await
-    .with_context(|| format!("standby log:\n{}", standby.log_tail()))?;
+    .with_context(|| format!("standby log:\n{}", other.log_tail()))?;
     report_timing(
         "leader killed -> remediation finished by the standby",
         killed.elapsed(),
     );
-    assert_eq!(holder().await?, Some(format!("{}-standby", s.ns)));
+    assert_eq!(holder().await?, Some(format!("{}-{other_name}", s.ns)));
     assert_eq!(s.accepted_actions(&server), vec!["os-stop", "os-start"]);
     s.wait_taints_gone(&victim).await?;
     Ok(())

@@ -75,8 +75,9 @@ impl DynamicStores {
         owned_objects: bool,
     ) -> Result<Watched, KindError> {
         let gvk = gvk_of(api_version, kind);
-        if let Some(w) = self.kinds.lock().expect("kinds lock").get(&gvk) {
-            return Ok(w.clone());
+        let known = self.kinds.lock().expect("kinds lock").get(&gvk).cloned();
+        if let Some(w) = known {
+            return synced(w, &gvk).await;
         }
         let (resource, caps) = discover(&self.client, &gvk).await?;
         let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
@@ -110,15 +111,36 @@ impl DynamicStores {
                 }
             }
         });
-        // Deciding on a half-filled cache could create a remediation that already exists.
-        let _ = store.wait_until_ready().await;
         let watched = Watched {
             resource,
             namespaced,
             store,
         };
-        let mut kinds = self.kinds.lock().expect("kinds lock");
-        Ok(kinds.entry(gvk).or_insert(watched).clone())
+        let watched = self
+            .kinds
+            .lock()
+            .expect("kinds lock")
+            .entry(gvk.clone())
+            .or_insert(watched)
+            .clone();
+        synced(watched, &gvk).await
+    }
+}
+
+/// The cache once it holds its first full list. Deciding on a half-filled cache could create a
+/// remediation that already exists, so a cache that does not fill (the operator may not list
+/// the kind) is an error the NodeHealthCheck reports, tried again later.
+async fn synced(watched: Watched, gvk: &GroupVersionKind) -> Result<Watched, KindError> {
+    let wait = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        super::wait_synced(&watched.store),
+    );
+    match wait.await {
+        Ok(()) => Ok(watched),
+        Err(_) => Err(KindError::Discovery(format!(
+            "the cache of {}/{} {} is not filled yet (may the operator list and watch it?)",
+            gvk.group, gvk.version, gvk.kind
+        ))),
     }
 }
 

@@ -88,6 +88,25 @@ impl Controllers {
     }
 }
 
+/// Waits until a cache has its first full list. `Store::wait_until_ready` can miss its wake-up
+/// when several tasks wait on one store at once (the controller runtime waits on its own
+/// store too), so each wait is bounded and tried again.
+pub(crate) async fn wait_synced<K>(store: &kube::runtime::reflector::Store<K>)
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            store.wait_until_ready(),
+        );
+        if attempt.await.is_ok() {
+            return;
+        }
+    }
+}
+
 /// A JSON merge patch body that turns `previous` into `next`: fields left out of `next` (empty
 /// lists and unset options are not serialized) are set to null, so the patch clears them
 /// instead of leaving the old values behind.

@@ -227,9 +227,8 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     {
         let store = store.clone();
         tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                readiness.cache_synced();
-            }
+            super::wait_synced(&store).await;
+            readiness.cache_synced();
         });
     }
     let mut stop_signal = stop.clone();

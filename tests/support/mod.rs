@@ -126,6 +126,16 @@ impl Operator {
         Ok(())
     }
 
+    /// Waits until `/readyz` answers 200 (caches synced, leader election settled).
+    pub async fn wait_ready(&self) -> Result<()> {
+        let url = format!("http://127.0.0.1:{}/readyz", self.http_port);
+        let ready = wait_for(Duration::from_secs(30), "the operator ready", || async {
+            Ok(reqwest::get(&url).await?.status().is_success())
+        })
+        .await;
+        ready.with_context(|| self.log_tail()).map(|_| ())
+    }
+
     /// The operator's /metrics text.
     pub async fn metrics(&self) -> Result<String> {
         Ok(

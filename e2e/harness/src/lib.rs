@@ -337,7 +337,8 @@ impl TestBed {
         let nodes: Api<Node> = Api::all(client);
         let selector = format!("{CLUSTER_LABEL}={}", spec.name);
         wait_for(
-            Duration::from_secs(60),
+            // A few thousand nodes take a while to register through the link.
+            Duration::from_secs(60 + expected as u64 / 10),
             "the cluster's nodes to be Ready",
             || async {
                 let list = nodes.list(&ListParams::default().labels(&selector)).await?;

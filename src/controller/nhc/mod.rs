@@ -225,12 +225,11 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     {
         let (nodes, leases) = (ctx.nodes.clone(), ctx.leases.clone());
         tokio::spawn(async move {
-            let ready = nhcs.wait_until_ready().await.is_ok()
-                && nodes.wait_until_ready().await.is_ok()
-                && leases.wait_until_ready().await.is_ok();
-            if ready {
-                readiness.cache_synced();
-            }
+            super::wait_synced(&nodes).await;
+            super::wait_synced(&nhcs).await;
+            super::wait_synced(&leases).await;
+            tracing::debug!("NodeHealthCheck caches synced");
+            readiness.cache_synced();
         });
     }
     let mut stop_signal = stop.clone();
