@@ -90,7 +90,7 @@ async fn run(tb: &TestBed, args: &Args) -> Result<String> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         memory_gib()
     ));
-    report.push_str("| nodes | failing at once | duration expired → Remediation p50 / p99 / max | API requests by the operator per remediation | steady state: API requests per minute (besides watches) | watches | peak RSS | CPU seconds |\n|---|---|---|---|---|---|---|---|\n");
+    report.push_str("| nodes | failing at once | duration expired → Remediation p50 / p99 / max | API requests by the operator per remediation | steady state: API requests per minute (besides watches and the leader Lease) | watches opened | peak RSS | CPU seconds |\n|---|---|---|---|---|---|---|---|\n");
     for &size in &args.sizes {
         let rows = scale(tb, &client, args, size).await?;
         for row in rows {
@@ -172,7 +172,8 @@ async fn operator_identity(
     Ok((path, format!("system:serviceaccount:{ns}:nodehealer")))
 }
 
-/// Requests by `user` in the audit log since `from` (a byte offset), as (non-watch, watch).
+/// Requests by `user` in the audit log since `from` (a byte offset), as (requests other than
+/// watches and Lease renewals, watches started, the new offset).
 fn audit_counts(tb: &TestBed, user: &str, from: u64) -> Result<(usize, usize, u64)> {
     let path = tb.cp.dir.join("audit.log");
     let text = std::fs::read(&path)?;
@@ -189,9 +190,12 @@ fn audit_counts(tb: &TestBed, user: &str, from: u64) -> Result<(usize, usize, u6
         if v["user"]["username"] != user {
             continue;
         }
+        let lease = v["objectRef"]["resource"] == "leases";
         match (v["verb"].as_str(), v["stage"].as_str()) {
             (Some("watch"), Some("ResponseStarted")) => watches += 1,
             (Some("watch"), _) => {}
+            // Leader election renews its Lease every few seconds: counted apart.
+            (_, Some("ResponseComplete")) if lease => {}
             (_, Some("ResponseComplete")) => requests += 1,
             _ => {}
         }
@@ -283,6 +287,7 @@ async fn scale(
         "--controllers=nhc".into(),
         "--log=info".into(),
     ]);
+    let start_offset = audit_offset(tb);
     let op = tb.spawn_process(&format!("{ns}-operator"), cmd)?;
     wait_for(Duration::from_secs(120), "the operator ready", || async {
         Ok(reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
@@ -300,12 +305,15 @@ async fn scale(
         args.steady_seconds
     );
     tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-    let (steady, watches, _) = audit_counts(tb, &user, offset)?;
+    let (steady, _, _) = audit_counts(tb, &user, offset)?;
+    let (_, watches, _) = audit_counts(tb, &user, start_offset)?;
     let per_minute = steady as f64 * 60.0 / args.steady_seconds as f64;
 
     // Watch Ready flips and Remediations from here, with local arrival times.
-    let seen_false: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let seen_rem: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    // When each node's Ready=False began (its lastTransitionTime, as the API says) and when
+    // its Remediation was seen, both on the wall clock of this machine.
+    let seen_false: Arc<Mutex<HashMap<String, jiff::Timestamp>>> = Arc::default();
+    let seen_rem: Arc<Mutex<HashMap<String, jiff::Timestamp>>> = Arc::default();
     let nodes_api: Api<Node> = Api::all(client.clone());
     let selector = format!("{CLUSTER_LABEL}={}", cluster.name);
     let node_watch = {
@@ -319,11 +327,23 @@ async fn scale(
             let mut stream = std::pin::pin!(stream);
             while let Some(Ok(n)) = stream.next().await {
                 let name = n.metadata.name.clone().unwrap_or_default();
+                let since = n
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .and_then(|cs| {
+                        cs.iter()
+                            .find(|c| c.type_ == "Ready" && c.status == "False")
+                    })
+                    .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0));
                 let mut seen = seen.lock().unwrap();
-                if ready_status(&n).as_deref() == Some("False") {
-                    seen.entry(name).or_insert_with(Instant::now);
-                } else {
-                    seen.remove(&name);
+                match since {
+                    Some(at) => {
+                        seen.insert(name, at);
+                    }
+                    None => {
+                        seen.remove(&name);
+                    }
                 }
             }
         })
@@ -345,7 +365,7 @@ async fn scale(
                 seen.lock()
                     .unwrap()
                     .entry(node)
-                    .or_insert_with(Instant::now);
+                    .or_insert_with(jiff::Timestamp::now);
             }
         })
     };
@@ -377,13 +397,10 @@ async fn scale(
             victims
                 .iter()
                 .filter_map(|v| {
-                    let expiry = *f.get(v)? + Duration::from_secs(UNHEALTHY_SECONDS);
+                    let expiry =
+                        *f.get(v)? + jiff::SignedDuration::from_secs(UNHEALTHY_SECONDS as i64);
                     let at = *r.get(v)?;
-                    Some(if at >= expiry {
-                        (at - expiry).as_secs_f64()
-                    } else {
-                        -(expiry - at).as_secs_f64()
-                    })
+                    Some(at.duration_since(expiry).as_secs_f64())
                 })
                 .collect()
         };
