@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
+use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
@@ -157,21 +158,6 @@ impl Story {
             })
             .collect()
     }
-}
-
-fn resource(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("nodehealer.io", "v1alpha1", kind))
-}
-
-async fn create(client: &kube::Client, doc: &Value) -> Result<()> {
-    let kind = doc["kind"].as_str().context("kind")?;
-    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
-    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource(kind)),
-        None => Api::all_with(client.clone(), &resource(kind)),
-    };
-    api.create(&PostParams::default(), &obj).await?;
-    Ok(())
 }
 
 /// Puts the test's namespace into every `remediationTemplate.namespace`.

@@ -12,13 +12,16 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use nodehealer::api::{NodeHealthCheck, NodeHealthCheckPhase, NodeHealthCheckStatus};
+use nodehealer_testbed::objects::{create, resource};
 use nodehealer_testbed::{ClusterSpec, TestBed, TestCluster, is_ready, wait_for};
 use serde_json::{Value, json};
 use support::{Operator, SCOPE_LABEL};
+
+fn remediation_resource() -> ApiResource {
+    nodehealer_testbed::objects::nodehealer_resource("Remediation")
+}
 use tokio::sync::OnceCell;
 
 const CONTRACT: &str = "remediation.medik8s.io";
@@ -30,15 +33,6 @@ struct Pool {
     client: kube::Client,
     op: Operator,
     nhc: String,
-}
-
-fn resource(group_version: &str, kind: &str) -> ApiResource {
-    let (g, v) = group_version.split_once('/').unwrap();
-    ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind))
-}
-
-fn remediation_resource() -> ApiResource {
-    resource("nodehealer.io/v1alpha1", "Remediation")
 }
 
 impl Pool {
@@ -218,21 +212,6 @@ fn fill_namespaces(spec: &mut Value, ns: &str) {
             e["remediationTemplate"]["namespace"] = json!(ns);
         }
     }
-}
-
-async fn create(client: &kube::Client, doc: &Value) -> Result<()> {
-    let api_version = doc["apiVersion"].as_str().context("apiVersion")?;
-    let kind = doc["kind"].as_str().context("kind")?;
-    let ar = resource(api_version, kind);
-    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
-    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    api.create(&PostParams::default(), &obj)
-        .await
-        .with_context(|| format!("creating {kind} {}", doc["metadata"]["name"]))?;
-    Ok(())
 }
 
 fn annotations(o: &DynamicObject) -> BTreeMap<String, String> {
@@ -547,7 +526,7 @@ async fn install_fake_remediation_crds() -> Result<()> {
     FAKE_CRDS
         .get_or_try_init(|| async {
             let tb = support::testbed().await?;
-            let api: Api<CustomResourceDefinition> = Api::all(tb.client().await?);
+            let client = tb.client().await?;
             for kind in ["FakeRemediationTemplate", "FakeRemediation"] {
                 let plural = format!("{}s", kind.to_lowercase());
                 let crd: CustomResourceDefinition = serde_json::from_value(json!({
@@ -561,26 +540,7 @@ async fn install_fake_remediation_crds() -> Result<()> {
                                 "x-kubernetes-preserve-unknown-fields": true}}}]
                     }
                 }))?;
-                match api.create(&PostParams::default(), &crd).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(e)) if e.code == 409 => {}
-                    Err(e) => return Err(e.into()),
-                }
-                let name = format!("{plural}.test.nodehealer.io");
-                wait_for(
-                    Duration::from_secs(30),
-                    "the fake CRD established",
-                    || async {
-                        let crd = api.get(&name).await?;
-                        Ok(crd
-                            .status
-                            .and_then(|s| s.conditions)
-                            .unwrap_or_default()
-                            .iter()
-                            .any(|c| c.type_ == "Established" && c.status == "True"))
-                    },
-                )
-                .await?;
+                nodehealer_testbed::objects::install_crd(&client, &crd, "nodehealer-tests").await?;
             }
             anyhow::Ok(())
         })
@@ -881,7 +841,12 @@ async fn a_failing_endpoint_check_makes_a_node_unhealthy() -> Result<()> {
         is_ready(&nodes.get(&w[0]).await?),
         "Ready stays True: only the check fails"
     );
-    let status = p.status().await?;
+    let first = w[0].clone();
+    let status = p
+        .wait_status("the node listed", Duration::from_secs(10), |s| {
+            s.unhealthy_nodes.iter().any(|u| u.name == first)
+        })
+        .await?;
     let entry = status
         .unhealthy_nodes
         .iter()

@@ -6,8 +6,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
 use nodehealer_testbed::procs::{Proc, free_port};
 use nodehealer_testbed::{TestBed, wait_for};
 use tokio::sync::OnceCell;
@@ -23,29 +21,8 @@ pub async fn testbed() -> Result<&'static TestBed> {
     let tb = TestBed::shared();
     CRDS.get_or_try_init(|| async {
         let client = tb.client().await?;
-        let api: Api<CustomResourceDefinition> = Api::all(client);
         for crd in nodehealer::api::crds() {
-            let name = crd.metadata.name.clone().context("crd name")?;
-            api.patch(
-                &name,
-                &PatchParams::apply("nodehealer-tests").force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
-            wait_for(
-                Duration::from_secs(30),
-                "the CRD to be established",
-                || async {
-                    let crd = api.get(&name).await?;
-                    Ok(crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True"))
-                },
-            )
-            .await?;
+            nodehealer_testbed::objects::install_crd(&client, &crd, "nodehealer-tests").await?;
         }
         anyhow::Ok(())
     })

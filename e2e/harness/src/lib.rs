@@ -9,6 +9,7 @@
 pub mod controlplane;
 pub mod link;
 pub mod nodes;
+pub mod objects;
 pub mod procs;
 pub mod timeline;
 pub mod workloads;

@@ -18,10 +18,9 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use nodehealer_testbed::objects::{create, install_crds_from, nodehealer_resource};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
     CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, procs::free_port, ready_status,
@@ -83,10 +82,10 @@ fn main() -> Result<()> {
 
 async fn run(tb: &TestBed, args: &Args) -> Result<String> {
     let client = tb.client().await?;
-    install_crds(&client, &args.repo).await?;
+    install_crds_from(&client, &args.repo.join("crds"), "nodehealer-bench").await?;
     let mut report = String::new();
     report.push_str(&format!(
-        "# nodehealer benchmarks\n\nMachine: {} CPUs, {} GiB; Kubernetes v1.36.3 control plane of the test bed, kwok nodes, debug build of the operator. Unhealthy duration {UNHEALTHY_SECONDS}s.\n\n",
+        "# nodehealer benchmarks\n\nMachine: {} CPUs, {} GiB; Kubernetes v1.36.3 control plane of the test bed, kwok nodes, release build of the operator. Unhealthy duration {UNHEALTHY_SECONDS}s.\n\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         memory_gib()
     ));
@@ -119,28 +118,6 @@ fn memory_gib() -> u64 {
         .unwrap_or(0)
 }
 
-fn remediation_resource() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "nodehealer.io",
-        "v1alpha1",
-        "Remediation",
-    ))
-}
-
-async fn create(client: &kube::Client, doc: Value) -> Result<()> {
-    let api_version = doc["apiVersion"].as_str().context("apiVersion")?;
-    let kind = doc["kind"].as_str().context("kind")?;
-    let (g, v) = api_version.split_once('/').unwrap_or(("", api_version));
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(g, v, kind));
-    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
-    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    api.create(&PostParams::default(), &obj).await?;
-    Ok(())
-}
-
 /// A ServiceAccount bound to cluster-admin for the operator, so the audit log tells its
 /// requests apart; returns (kubeconfig, audit user name).
 async fn operator_identity(
@@ -151,9 +128,7 @@ async fn operator_identity(
     let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "nodehealer"}}))?;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     sas.create(&PostParams::default(), &sa).await?;
-    create(
-        client,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+    create(client, &json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": format!("{ns}-nodehealer")},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
             "subjects": [{"kind": "ServiceAccount", "name": "nodehealer", "namespace": ns}]}),
@@ -257,15 +232,13 @@ async fn scale(
     );
     create(
         client,
-        json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
+        &json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
             "metadata": {"name": "reboot", "namespace": ns},
             "spec": {"template": {"spec": {"action": "Reboot",
                 "openstack": {"cloudSecretRef": {"name": "openstack-cloud"}}}}}}),
     )
     .await?;
-    create(
-        client,
-        json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
+    create(client, &json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
             "metadata": {"name": format!("{ns}-workers"), "labels": {"bench": ns}},
             "spec": {
                 "selector": {"matchLabels": {CLUSTER_LABEL: cluster.name, MAGNUM_ROLE_LABEL: "worker"}},
@@ -349,7 +322,7 @@ async fn scale(
         })
     };
     let rems: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &remediation_resource());
+        Api::namespaced_with(client.clone(), &ns, &nodehealer_resource("Remediation"));
     let rem_watch = {
         let seen = seen_rem.clone();
         let stream = watcher(rems.clone(), watcher::Config::default()).touched_objects();
@@ -490,18 +463,16 @@ async fn failover(tb: &TestBed, client: &kube::Client, args: &Args) -> Result<St
     let cluster = tb.create_cluster(ClusterSpec::magnum(&ns, 0, 3)).await?;
     let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "openstack-cloud", "namespace": ns},
         "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}});
-    create(client, secret).await?;
+    create(client, &secret).await?;
     create(
         client,
-        json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
+        &json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
             "metadata": {"name": "power-cycle", "namespace": ns},
             "spec": {"template": {"spec": {"action": "PowerCycle",
                 "openstack": {"cloudSecretRef": {"name": "openstack-cloud"}}}}}}),
     )
     .await?;
-    create(
-        client,
-        json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
+    create(client, &json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
             "metadata": {"name": format!("{ns}-workers"), "labels": {"bench": ns}},
             "spec": {
                 "selector": {"matchLabels": {CLUSTER_LABEL: cluster.name, MAGNUM_ROLE_LABEL: "worker"}},
@@ -541,7 +512,7 @@ async fn failover(tb: &TestBed, client: &kube::Client, args: &Args) -> Result<St
     tb.sim.clear_request_log();
     let nodes: Api<Node> = Api::all(client.clone());
     let rems: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &ns, &remediation_resource());
+        Api::namespaced_with(client.clone(), &ns, &nodehealer_resource("Remediation"));
     tb.fail_node(&home).await?;
     let t0 = Instant::now();
     let mut marks: BTreeMap<&str, Duration> = BTreeMap::new();
@@ -614,35 +585,4 @@ async fn failover(tb: &TestBed, client: &kube::Client, args: &Args) -> Result<St
         UNHEALTHY_SECONDS
     ));
     Ok(out)
-}
-
-/// Applies the CRDs from `crds/`.
-async fn install_crds(client: &kube::Client, repo: &std::path::Path) -> Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for entry in std::fs::read_dir(repo.join("crds"))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let crd: CustomResourceDefinition =
-                serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
-            let name = crd.metadata.name.clone().context("CRD name")?;
-            api.patch(
-                &name,
-                &PatchParams::apply("nodehealer-bench").force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
-            wait_for(Duration::from_secs(30), "the CRD established", || async {
-                let crd = api.get(&name).await?;
-                Ok(crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True"))
-            })
-            .await?;
-        }
-    }
-    Ok(())
 }

@@ -12,9 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use kube::api::{Api, DynamicObject, PostParams};
+use nodehealer_testbed::objects::{create, install_crds_from, nodehealer_resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
@@ -87,7 +86,7 @@ fn main() -> Result<()> {
 
 async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     let client = tb.client().await?;
-    install_crds(&client, &args.repo).await?;
+    install_crds_from(&client, &args.repo.join("crds"), "nodehealer-demo").await?;
     for ns in [NAMESPACE, APP_NAMESPACE] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
         Api::<Namespace>::all(client.clone())
@@ -403,7 +402,8 @@ struct NhcLines {
 
 impl NhcLines {
     async fn changes(&mut self, client: &kube::Client) -> Result<Vec<String>> {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource("NodeHealthCheck"));
+        let api: Api<DynamicObject> =
+            Api::all_with(client.clone(), &nodehealer_resource("NodeHealthCheck"));
         let mut now: BTreeMap<String, String> = BTreeMap::new();
         for nhc in api.list(&Default::default()).await?.items {
             let name = nhc.metadata.name.clone().unwrap_or_default();
@@ -447,69 +447,11 @@ impl NhcLines {
     }
 }
 
-fn resource(kind: &str) -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk("nodehealer.io", "v1alpha1", kind))
-}
-
 fn read_example(repo: &Path, name: &str) -> Result<Value> {
     let path = repo.join("examples").join(name);
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(serde_yaml::from_str(&text)?)
-}
-
-/// Creates a nodehealer.io object from its manifest.
-async fn create(client: &kube::Client, doc: &Value) -> Result<()> {
-    let kind = doc["kind"].as_str().context("kind")?;
-    let ar = resource(kind);
-    let obj: DynamicObject = serde_json::from_value(doc.clone())?;
-    let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
-    };
-    api.create(&PostParams::default(), &obj)
-        .await
-        .with_context(|| format!("creating {kind} {}", doc["metadata"]["name"]))?;
-    Ok(())
-}
-
-/// Applies the CRDs from `crds/` and waits until they are served.
-async fn install_crds(client: &kube::Client, repo: &Path) -> Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(repo.join("crds"))? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "yaml") {
-            let crd: CustomResourceDefinition =
-                serde_yaml::from_str(&std::fs::read_to_string(&path)?)?;
-            let name = crd.metadata.name.clone().context("CRD name")?;
-            api.patch(
-                &name,
-                &PatchParams::apply("nodehealer-demo").force(),
-                &Patch::Apply(&crd),
-            )
-            .await?;
-            names.push(name);
-        }
-    }
-    for name in names {
-        wait_for(
-            Duration::from_secs(30),
-            "the CRDs to be established",
-            || async {
-                let crd = api.get(&name).await?;
-                Ok(crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True"))
-            },
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 /// Runs the operator as a local process (there is no container runtime on this machine).
