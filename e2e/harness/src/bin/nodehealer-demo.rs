@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, PostParams};
-use nodehealer_testbed::objects::{create, install_crds_from, nodehealer_resource};
+use nodehealer_testbed::objects::{create, nodehealer_resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
@@ -86,8 +86,11 @@ fn main() -> Result<()> {
 
 async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     let client = tb.client().await?;
-    install_crds_from(&client, &args.repo.join("crds"), "nodehealer-demo").await?;
-    for ns in [NAMESPACE, APP_NAMESPACE] {
+    println!(
+        "-- helm install nodehealer charts/nodehealer (CRDs, RBAC, ServiceAccount; the operator runs as a local process with the chart's ServiceAccount token: there is no container runtime here)"
+    );
+    helm_install(&args.repo, &tb.cp.kubeconfig)?;
+    for ns in [APP_NAMESPACE] {
         let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &obj)
@@ -125,7 +128,8 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
         );
         create(&client, &nhc).await?;
     }
-    let operator = start_operator(tb, args)?;
+    let kubeconfig = chart_service_account_kubeconfig(tb, &client).await?;
+    let operator = start_operator(tb, args, &kubeconfig)?;
 
     println!("-- running a StatefulSet with a ReadWriteOnce volume on the workers");
     stateful_app(
@@ -455,7 +459,56 @@ fn read_example(repo: &Path, name: &str) -> Result<Value> {
 }
 
 /// Runs the operator as a local process (there is no container runtime on this machine).
-fn start_operator(tb: &TestBed, args: &Args) -> Result<nodehealer_testbed::procs::Proc> {
+/// `helm install` of the chart into the demo's control plane, with no replicas (kwok nodes
+/// run no containers); the CRDs come from the chart.
+fn helm_install(repo: &std::path::Path, kubeconfig: &std::path::Path) -> Result<()> {
+    let helm = nodehealer_testbed::controlplane::binaries_dir()?.join("helm");
+    let home = std::env::temp_dir().join("nodehealer-helm-home");
+    let out = Command::new(helm)
+        .args(["install", "nodehealer"])
+        .arg(repo.join("charts/nodehealer"))
+        .args([
+            "--namespace",
+            NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "replicaCount=0",
+            "--wait=false",
+        ])
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env("KUBECONFIG", kubeconfig)
+        .output()?;
+    if !out.status.success() {
+        bail!("helm install: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// A kubeconfig with a token of the chart's ServiceAccount, so the operator has exactly the
+/// chart's permissions.
+async fn chart_service_account_kubeconfig(tb: &TestBed, client: &kube::Client) -> Result<PathBuf> {
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), NAMESPACE);
+    let request: k8s_openapi::api::authentication::v1::TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 7200}}))?;
+    let token = sas
+        .create_token_request("nodehealer", &PostParams::default(), &request)
+        .await?
+        .status
+        .context("token")?
+        .token;
+    let path = tb.run_dir.join("operator.kubeconfig");
+    tb.cp.kubeconfig_for(&path, &token, "nodehealer")?;
+    Ok(path)
+}
+
+fn start_operator(
+    tb: &TestBed,
+    args: &Args,
+    kubeconfig: &std::path::Path,
+) -> Result<nodehealer_testbed::procs::Proc> {
     if !args.operator.exists() {
         bail!(
             "the operator binary {} does not exist: build it first (make demo does)",
@@ -465,7 +518,7 @@ fn start_operator(tb: &TestBed, args: &Args) -> Result<nodehealer_testbed::procs
     let port = free_port()?;
     let mut cmd = Command::new(&args.operator);
     cmd.args([
-        format!("--kubeconfig={}", tb.cp.kubeconfig.display()),
+        format!("--kubeconfig={}", kubeconfig.display()),
         format!("--namespace={NAMESPACE}"),
         format!("--http-address=127.0.0.1:{port}"),
         "--leader-elect=true".to_string(),
