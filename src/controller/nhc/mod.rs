@@ -54,6 +54,8 @@ use crate::server::Readiness;
 const MANAGER: &str = "nodehealer-nhc";
 /// Without any event, look again this often (a lease held by a maintenance tool may expire).
 const RESYNC: Duration = Duration::from_secs(300);
+/// At most this many remediation objects are created at once.
+const MAX_CONCURRENT_WRITES: usize = 16;
 /// A NodeHealthCheck that cannot work is looked at again this often (a CRD may get installed).
 const DISABLED_RETRY: Duration = Duration::from_secs(30);
 
@@ -618,29 +620,47 @@ async fn carry_out(
     templates: &Templates,
     now: Timestamp,
 ) -> Result<Vec<(String, ObservedRemediation)>> {
+    // New remediations are independent of each other: made side by side, so a hundred nodes
+    // failing at once do not wait for one another.
+    let mut jobs = Vec::new();
+    for d in &decision.nodes {
+        let Outcome::Create { template } = &d.outcome else {
+            continue;
+        };
+        let node = d.name.clone();
+        let template = template.clone();
+        let cp = pool.nodes.iter().any(|n| n.name == node && n.control_plane);
+        jobs.push(async move {
+            let made = create(ctx, owner, templates, &template, &node, cp).await?;
+            ctx.event(
+                nhc,
+                false,
+                "RemediationCreated",
+                format!(
+                    "node {node}: created {} {}/{} from {} {}",
+                    made.kind, made.namespace, made.name, template.kind, template.name
+                ),
+            )
+            .await;
+            started(ctx, owner, &template);
+            Result::<_>::Ok((node, made))
+        });
+    }
+    let made: Vec<Result<(String, ObservedRemediation)>> = futures::stream::iter(jobs)
+        .buffer_unordered(MAX_CONCURRENT_WRITES)
+        .collect()
+        .await;
     let mut created = Vec::new();
+    for result in made {
+        created.push(result?);
+    }
     for d in &decision.nodes {
         let node = pool.nodes.iter().find(|n| n.name == d.name);
         for id in &d.clear_healthy_mark {
             annotate(ctx, templates, id, HEALTHY_DELAY_ANNOTATION, None).await?;
         }
         match &d.outcome {
-            Outcome::Create { template } => {
-                let cp = node.is_some_and(|n| n.control_plane);
-                let made = create(ctx, owner, templates, template, &d.name, cp).await?;
-                ctx.event(
-                    nhc,
-                    false,
-                    "RemediationCreated",
-                    format!(
-                        "node {}: created {} {}/{} from {} {}",
-                        d.name, made.kind, made.namespace, made.name, template.kind, template.name
-                    ),
-                )
-                .await;
-                started(ctx, owner, template);
-                created.push((d.name.clone(), made));
-            }
+            Outcome::Create { .. } => {}
             Outcome::Escalate { from, to, cause } => {
                 if !already_timed_out(node, from) {
                     let stamp = now.to_string();
