@@ -489,7 +489,20 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
     let mut policy = Policy::from_spec(&nhc.spec);
     policy.dry_run |= ctx.settings.dry_run;
     let decision = decide::decide(&policy, &pool, now);
-    let created = carry_out(&ctx, &nhc, &owner, &pool, &decision, &templates, now).await?;
+    let created = match carry_out(&ctx, &nhc, &owner, &pool, &decision, &templates, now).await {
+        Ok(created) => created,
+        Err(e) => {
+            // Said where a person looks, then retried (see error_policy).
+            ctx.event(
+                &nhc,
+                true,
+                e.category(),
+                format!("carrying out the decision failed: {e}"),
+            )
+            .await;
+            return Err(e);
+        }
+    };
     record_node_states(&ctx, &name, &pool);
 
     let input = report::ReportInput {
@@ -736,7 +749,12 @@ async fn carry_out(
         {
             for id in remediations {
                 delete(ctx, templates, id).await?;
-                ended(ctx, owner, None, "node-deleted");
+                let template = pool
+                    .orphans
+                    .iter()
+                    .find(|r| r.name == id.name && r.kind == id.kind)
+                    .and_then(|r| r.template_name.as_deref());
+                ended(ctx, owner, template, "node-deleted");
             }
             ctx.event(
                 nhc,
