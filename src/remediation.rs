@@ -118,6 +118,9 @@ pub struct Observed {
     pub workloads: Option<Workloads>,
     /// The Magnum cluster's status, when the spec names a cluster.
     pub cluster_status: Option<String>,
+    /// Whether the Magnum cluster has healing on (its `auto_healing_enabled` label), when the
+    /// spec names a cluster.
+    pub cluster_auto_healing: Option<bool>,
 }
 
 /// The one thing to do after persisting the new status.
@@ -281,6 +284,7 @@ pub fn blocked(
         server: ServerObservation::Gone,
         workloads: None,
         cluster_status: None,
+        cluster_auto_healing: None,
     };
     let mut m = Machine {
         spec,
@@ -707,6 +711,18 @@ impl Machine<'_> {
             self.set_step_message(format!(
                 "waiting: the Magnum cluster is {status}; nothing is sent to it while it is busy"
             ));
+            return Action::Wait(StdDuration::from_secs(5));
+        }
+        // magnum-auto-healer's switch: with healing off, nothing is started. A remediation
+        // already under way finishes (a half-done one would leave the server off).
+        let nothing_sent = self.status.steps.iter().all(|s| s.requests.is_empty());
+        if self.spec.openstack.magnum.is_some()
+            && self.observed.cluster_auto_healing == Some(false)
+            && nothing_sent
+        {
+            self.set_step_message(
+                "waiting: the Magnum cluster does not have the label auto_healing_enabled=true; nothing is started while healing is off".into(),
+            );
             return Action::Wait(StdDuration::from_secs(5));
         }
         let now = self.now;

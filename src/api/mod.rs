@@ -24,9 +24,10 @@ use kube::CustomResourceExt;
 pub use duration::{Duration, SignedDuration};
 pub use intorpercent::IntOrPercent;
 pub use nodehealthcheck::{
-    ConditionStatus, EndpointCheck, EscalatingRemediation, NodeHealthCheck, NodeHealthCheckPhase,
-    NodeHealthCheckSpec, NodeHealthCheckStatus, RecoveryMethod, RecoverySpec, RemediationRecord,
-    ResourceReference, Scheme, TemplateReference, TemplateStep, UnhealthyCondition, UnhealthyNode,
+    ConditionStatus, EndpointCheck, EscalatingRemediation, InServiceNode, NodeHealthCheck,
+    NodeHealthCheckPhase, NodeHealthCheckSpec, NodeHealthCheckStatus, RecoveryMethod, RecoverySpec,
+    RecoveryStatus, RemediationRecord, ResourceReference, Scheme, StandbyNode, TemplateReference,
+    TemplateStep, UnhealthyCondition, UnhealthyNode,
 };
 pub use remediation::{
     CloudSecretRef, MagnumSpec, OpenStackRequest, OpenStackSpec, RebootType, Remediation,

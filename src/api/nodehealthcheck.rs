@@ -481,6 +481,11 @@ pub struct NodeHealthCheckStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
+    /// With `recovery`: the pool's standby nodes and the nodes brought into service in place
+    /// of failed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
+
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
@@ -488,6 +493,55 @@ pub struct NodeHealthCheckStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The standbys of a pool and the nodes brought into service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStatus {
+    /// The recovery method in force.
+    pub method: RecoveryMethod,
+
+    /// The standby nodes (label `nodehealer.io/reserved-host=standby`, taint
+    /// `nodehealer.io/reserved:NoSchedule`), and whether each can be brought into service now.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standbys: Vec<StandbyNode>,
+
+    /// Former standbys in service, and the failed node each one replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_service: Vec<InServiceNode>,
+
+    /// `AutoPriority`: pods created since a remediation began that the scheduler could not
+    /// place; a standby is brought into service when they wait longer than `pendingPodTimeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_pods: Option<i32>,
+}
+
+/// A standby node of the pool.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StandbyNode {
+    /// The node.
+    pub name: String,
+    /// Whether it can be brought into service now.
+    pub available: bool,
+    /// Why it cannot, when it cannot (not healthy, in maintenance, cordoned, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A former standby brought into service.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InServiceNode {
+    /// The node.
+    pub name: String,
+    /// The failed node whose workloads it took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
+    /// When it was brought into service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// The phase of a NodeHealthCheck.

@@ -1,6 +1,7 @@
 //! The controllers, wired together: the NodeHealthCheck controller decides, the Remediation
 //! controller acts. Each keeps its own context; `Controllers` builds and runs them side by side.
 
+pub mod clouds;
 pub mod dynamic;
 pub mod endpoints;
 pub mod nhc;
@@ -49,11 +50,16 @@ impl Controllers {
     /// Builds the enabled controllers' contexts and registers their metrics.
     pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
         let on = |k| settings.enabled.contains(&k);
+        let clouds = Arc::new(clouds::Clouds::new(
+            client.clone(),
+            crate::metrics::Metrics::register(registry),
+        ));
         Self {
             nhc: on(ControllerKind::Nhc).then(|| {
                 Arc::new(nhc::Context::new(
                     client.clone(),
                     settings.clone(),
+                    clouds.clone(),
                     registry,
                 ))
             }),
@@ -61,6 +67,7 @@ impl Controllers {
                 Arc::new(remediation::Context::new(
                     client,
                     settings.clone(),
+                    clouds.clone(),
                     registry,
                 ))
             }),

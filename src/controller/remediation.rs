@@ -4,13 +4,12 @@
 //! status, brings our taints in line, and then — only then — acts. A finalizer removes our
 //! taints when the Remediation is deleted, whatever its phase.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret, Taint};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -22,14 +21,15 @@ use kube::{Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
 use super::Settings;
+use super::clouds::Clouds;
 use crate::api::conditions::set_condition;
 use crate::api::contract::{NODE_NAME_ANNOTATION, PROCESSING_CONDITION};
 use crate::api::{Remediation, RemediationPhase, RemediationStatus};
 use crate::error::{Error, Result};
-use crate::openstack::{self, ClientOptions, Cloud, OpenStackClient, RebootType, ServerRef};
+use crate::openstack::{self, Cloud, RebootType, ServerRef};
 use crate::remediation::{
     self as machine, Action, CloudRequest, NodeObservation, OUT_OF_SERVICE_TAINT_KEY,
     OUTCOME_ACCEPTED, Observed, REMEDIATING_TAINT_KEY, STEP_FENCE, STEP_REBOOT, STEP_RECOVER,
@@ -50,21 +50,9 @@ pub struct Context {
     pub settings: Settings,
     recorder: Recorder,
     metrics: Metrics,
-    openstack_metrics: crate::metrics::Metrics,
-    clouds: Mutex<HashMap<CloudKey, Arc<dyn Cloud>>>,
+    clouds: Arc<Clouds>,
     /// The Remediation cache, for the Magnum health report (which covers a whole cluster).
     store: std::sync::OnceLock<kube::runtime::reflector::Store<Remediation>>,
-}
-
-/// One OpenStack client per Secret version and cloud, so tokens are reused across reconciles
-/// and a changed Secret is picked up at once.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct CloudKey {
-    namespace: String,
-    secret: String,
-    key: String,
-    cloud: String,
-    resource_version: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -89,7 +77,12 @@ struct Metrics {
 }
 
 impl Context {
-    pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
+    pub fn new(
+        client: kube::Client,
+        settings: Settings,
+        clouds: Arc<Clouds>,
+        registry: &mut Registry,
+    ) -> Self {
         let metrics = Metrics {
             finished: Family::default(),
             errors: Family::default(),
@@ -110,15 +103,13 @@ impl Context {
             "Reconciles of Remediations",
             metrics.reconciles.clone(),
         );
-        let openstack_metrics = crate::metrics::Metrics::register(registry);
         let recorder = Recorder::new(client.clone(), settings.reporter.clone());
         Self {
             client,
             settings,
             recorder,
             metrics,
-            openstack_metrics,
-            clouds: Mutex::new(HashMap::new()),
+            clouds,
             store: std::sync::OnceLock::new(),
         }
     }
@@ -160,49 +151,9 @@ impl Context {
 
     /// The OpenStack client for a Remediation, from the Secret its spec names.
     async fn cloud_for(&self, rem: &Remediation) -> Result<Arc<dyn Cloud>> {
-        let ns = rem.namespace().unwrap_or_default();
-        let spec = &rem.spec.openstack;
-        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &ns);
-        let secret_err = |message: String| Error::Secret {
-            namespace: ns.clone(),
-            name: spec.cloud_secret_ref.name.clone(),
-            message,
-        };
-        let secret = secrets
-            .get_opt(&spec.cloud_secret_ref.name)
-            .await?
-            .ok_or_else(|| secret_err("not found".into()))?;
-        let key = CloudKey {
-            namespace: ns.clone(),
-            secret: spec.cloud_secret_ref.name.clone(),
-            key: spec.cloud_secret_ref.key.clone(),
-            cloud: spec.cloud.clone(),
-            resource_version: secret.resource_version().unwrap_or_default(),
-        };
-        let mut clouds = self.clouds.lock().await;
-        if let Some(cloud) = clouds.get(&key) {
-            return Ok(cloud.clone());
-        }
-        let data = secret.data.unwrap_or_default();
-        let yaml = data
-            .get(&key.key)
-            .ok_or_else(|| secret_err(format!("has no key {:?}", key.key)))?;
-        let yaml = String::from_utf8(yaml.0.clone())
-            .map_err(|_| secret_err(format!("key {:?} is not UTF-8", key.key)))?;
-        // A CA bundle may sit beside clouds.yaml in the same Secret.
-        let ca = data.get("cacert").map(|b| b.0.clone());
-        let client = OpenStackClient::from_clouds_yaml(
-            &yaml,
-            &key.cloud,
-            ca,
-            ClientOptions::default(),
-            self.openstack_metrics.clone(),
-        )?;
-        let cloud: Arc<dyn Cloud> = Arc::new(client);
-        // Old versions of this Secret are not needed any more.
-        clouds.retain(|k, _| !(k.namespace == key.namespace && k.secret == key.secret));
-        clouds.insert(key, cloud.clone());
-        Ok(cloud)
+        self.clouds
+            .for_spec(&rem.namespace().unwrap_or_default(), &rem.spec.openstack)
+            .await
     }
 }
 
@@ -454,14 +405,14 @@ async fn step(
     } else {
         None
     };
-    let cluster_status = match &rem.spec.openstack.magnum {
+    let cluster = match &rem.spec.openstack.magnum {
         Some(m)
             if matches!(
                 current.as_deref(),
                 Some(STEP_FENCE) | Some(STEP_RECOVER) | Some(STEP_REBOOT)
             ) =>
         {
-            Some(cloud.cluster(&m.cluster).await?.status)
+            Some(cloud.cluster(&m.cluster).await?)
         }
         _ => None,
     };
@@ -471,7 +422,8 @@ async fn step(
             .map(|n| NodeObservation { ready: is_ready(n) }),
         server,
         workloads,
-        cluster_status,
+        cluster_auto_healing: cluster.as_ref().map(|c| c.auto_healing_enabled()),
+        cluster_status: cluster.map(|c| c.status),
     };
 
     let plan = machine::next(&rem.spec, &status, &observed, now, rem.metadata.generation);

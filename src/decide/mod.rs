@@ -24,6 +24,7 @@
 //! - **dryRun**: every outcome that would write something is reported as
 //!   [`BlockReason::DryRun`] with what would have been done; counts are updated as if it had.
 
+pub mod recovery;
 pub mod storm;
 
 use std::{fmt, time::Duration as StdDuration};
@@ -39,6 +40,7 @@ use crate::{
     health::{Health, add},
 };
 
+pub use recovery::{PendingPod, RecoveryPlan, RecoveryPolicy, Reserved, ReservedRole};
 pub use storm::{StormState, StormStep, StormTransition, next_storm};
 
 /// The parts of a NodeHealthCheck spec that decide what may be done.
@@ -60,6 +62,11 @@ pub struct Policy {
     pub pause_requests: Vec<String>,
     /// `dryRun`.
     pub dry_run: bool,
+    /// `recovery`; `None` is `Auto` without reporting.
+    pub recovery: Option<RecoveryPolicy>,
+    /// Templates that may not start anything now, and why (a Magnum cluster with healing off
+    /// or busy). Filled in by the controller, which asks the cloud.
+    pub template_blocks: Vec<(TemplateReference, BlockReason)>,
 }
 
 impl Policy {
@@ -74,7 +81,23 @@ impl Policy {
             healthy_delay: spec.healthy_delay.clone(),
             pause_requests: spec.pause_requests.clone(),
             dry_run: spec.dry_run,
+            recovery: spec.recovery.as_ref().map(|r| RecoveryPolicy {
+                method: r.method,
+                pending_pod_timeout: r
+                    .pending_pod_timeout
+                    .as_ref()
+                    .map_or(recovery::DEFAULT_PENDING_POD_TIMEOUT, |d| d.get()),
+            }),
+            template_blocks: vec![],
         }
+    }
+
+    /// Why `template` may not start anything now, if so.
+    fn template_block(&self, template: &TemplateReference) -> Option<BlockReason> {
+        self.template_blocks
+            .iter()
+            .find(|(t, _)| t.same_template(template))
+            .map(|(_, reason)| reason.clone())
     }
 
     fn limit_spec(&self) -> NodeHealthCheckSpec {
@@ -116,6 +139,12 @@ pub struct PoolNode {
     pub control_plane: bool,
     /// It carries `remediation.medik8s.io/exclude-from-remediation=true`.
     pub excluded: bool,
+    /// It carries `nodehealer.io/maintenance=true`.
+    pub maintenance: bool,
+    /// It is cordoned (`spec.unschedulable`).
+    pub cordoned: bool,
+    /// Its reserved-host role (recovery methods).
+    pub reserved: Reserved,
     /// Its lease in `medik8s-leases`.
     pub lease: LeaseState,
     /// A person annotated it `remediation.medik8s.io/manually-confirmed-healthy`.
@@ -133,6 +162,8 @@ pub struct Pool {
     pub orphans: Vec<ObservedRemediation>,
     /// The storm state from the NodeHealthCheck's conditions.
     pub storm: StormState,
+    /// Pods the scheduler could not place (read only for `AutoPriority`).
+    pub pending_pods: Vec<PendingPod>,
 }
 
 /// Identifies a remediation object.
@@ -338,6 +369,29 @@ pub enum BlockReason {
     },
     /// The node carries `remediation.medik8s.io/exclude-from-remediation=true`.
     Excluded,
+    /// The node carries `nodehealer.io/maintenance=true`.
+    Maintenance,
+    /// `ReservedHost`: no standby node can take the node's workloads.
+    NoStandby,
+    /// The template's Magnum cluster has auto-healing turned off.
+    MagnumHealingDisabled {
+        /// The cluster.
+        cluster: String,
+    },
+    /// The template's Magnum cluster is being changed (`*_IN_PROGRESS`).
+    MagnumClusterBusy {
+        /// The cluster.
+        cluster: String,
+        /// Its status.
+        status: String,
+    },
+    /// The template's Magnum cluster could not be read.
+    MagnumUnreachable {
+        /// The cluster.
+        cluster: String,
+        /// What went wrong.
+        error: String,
+    },
     /// The node's medik8s lease is held by someone else (e.g. node maintenance).
     LeaseHeldBy {
         /// The holder.
@@ -372,6 +426,11 @@ impl BlockReason {
             Self::StormCooldown { .. } => "StormCooldown",
             Self::MaxInFlight { .. } => "MaxInFlight",
             Self::Excluded => "Excluded",
+            Self::Maintenance => "Maintenance",
+            Self::NoStandby => "NoStandby",
+            Self::MagnumHealingDisabled { .. } => "MagnumHealingDisabled",
+            Self::MagnumClusterBusy { .. } => "MagnumClusterBusy",
+            Self::MagnumUnreachable { .. } => "MagnumUnreachable",
             Self::LeaseHeldBy { .. } => "LeaseHeld",
             Self::ControlPlaneOneAtATime { .. } => "ControlPlaneOneAtATime",
             Self::EtcdQuorum { .. } => "EtcdQuorum",
@@ -403,6 +462,22 @@ impl fmt::Display for BlockReason {
                 f,
                 "node is labelled remediation.medik8s.io/exclude-from-remediation=true"
             ),
+            Self::Maintenance => write!(f, "node is labelled {}=true", recovery::MAINTENANCE_LABEL),
+            Self::NoStandby => write!(
+                f,
+                "recovery method ReservedHost: no standby node is available to take the workloads (see status.recovery)"
+            ),
+            Self::MagnumHealingDisabled { cluster } => write!(
+                f,
+                "Magnum cluster {cluster} does not have the label auto_healing_enabled=true: healing is off"
+            ),
+            Self::MagnumClusterBusy { cluster, status } => write!(
+                f,
+                "Magnum cluster {cluster} is {status}: no new remediation until it settles"
+            ),
+            Self::MagnumUnreachable { cluster, error } => {
+                write!(f, "Magnum cluster {cluster} could not be read: {error}")
+            }
             Self::LeaseHeldBy { holder } => {
                 write!(f, "node lease medik8s-leases is held by {holder}")
             }
@@ -468,6 +543,8 @@ pub struct Decision {
     pub nodes: Vec<NodeDecision>,
     /// One entry per remediation whose node is gone.
     pub orphans: Vec<OrphanDecision>,
+    /// Standbys to bring into service and to mark, and what the status says about them.
+    pub recovery: RecoveryPlan,
     /// The earliest time the passing of time alone changes a decision; requeue then.
     pub requeue_at: Option<Timestamp>,
 }
@@ -633,6 +710,7 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
                             healthy_cp,
                             total_cp,
                         );
+                        let guard = guard.or_else(|| policy.template_block(&template));
                         match guard {
                             Some(reason) => Outcome::Blocked { reason },
                             None => {
@@ -654,18 +732,21 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
                         }
                     }
                     Step::Escalate { from, to, cause } => {
-                        let guard = to.as_ref().and_then(|_| {
-                            guard_new_action(
-                                &pool_block,
-                                node,
-                                false,
-                                max_in_flight,
-                                in_flight,
-                                cp_in_flight.as_deref(),
-                                healthy_cp,
-                                total_cp,
-                            )
-                        });
+                        let guard = to
+                            .as_ref()
+                            .and_then(|_| {
+                                guard_new_action(
+                                    &pool_block,
+                                    node,
+                                    false,
+                                    max_in_flight,
+                                    in_flight,
+                                    cp_in_flight.as_deref(),
+                                    healthy_cp,
+                                    total_cp,
+                                )
+                            })
+                            .or_else(|| to.as_ref().and_then(|t| policy.template_block(t)));
                         match guard {
                             Some(reason) => Outcome::Blocked { reason },
                             None => Outcome::Escalate { from, to, cause },
@@ -719,6 +800,19 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
         })
         .collect();
 
+    let recovery = recovery::plan(
+        policy.recovery.as_ref(),
+        policy.dry_run,
+        pool,
+        &pool.pending_pods,
+        &mut nodes,
+        &mut in_flight,
+        now,
+    );
+    if let Some(at) = recovery.requeue_at {
+        requeue_at = Some(requeue_at.map_or(at, |r: Timestamp| r.min(at)));
+    }
+
     Decision {
         observed,
         healthy,
@@ -728,6 +822,7 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
         storm,
         nodes,
         orphans,
+        recovery,
         requeue_at,
     }
 }
@@ -762,6 +857,9 @@ fn guard_new_action(
     }
     if node.excluded {
         return Some(BlockReason::Excluded);
+    }
+    if node.maintenance {
+        return Some(BlockReason::Maintenance);
     }
     if let LeaseState::HeldBy(holder) = &node.lease {
         return Some(BlockReason::LeaseHeldBy {

@@ -36,6 +36,8 @@ fn single_template_policy() -> Policy {
         healthy_delay: None,
         pause_requests: vec![],
         dry_run: false,
+        recovery: None,
+        template_blocks: vec![],
     }
 }
 
@@ -73,6 +75,9 @@ fn node(name: &str, health: Health) -> PoolNode {
         health,
         control_plane: false,
         excluded: false,
+        maintenance: false,
+        cordoned: false,
+        reserved: Default::default(),
         lease: LeaseState::Free,
         manually_confirmed_healthy: false,
         remediations: vec![],
@@ -1028,7 +1033,7 @@ fn remediations_of_deleted_nodes() {
         let p = Pool {
             nodes: vec![healthy("a")],
             orphans: vec![r],
-            storm: StormState::default(),
+            ..Pool::default()
         };
         let decision = decide(&single_template_policy(), &p, t(0));
         assert_eq!(
@@ -1156,4 +1161,391 @@ fn phases_as_medik8s_computes_them() {
     );
     assert_eq!(phase(None, &[], 2).0, NodeHealthCheckPhase::Remediating);
     assert_eq!(phase(None, &[], 0).0, NodeHealthCheckPhase::Enabled);
+}
+
+mod recovery_methods {
+    use super::*;
+    use crate::api::RecoveryMethod;
+    use crate::decide::recovery::{InServiceReport, Promotion, StandbyReport};
+
+    fn policy(method: RecoveryMethod) -> Policy {
+        Policy {
+            recovery: Some(RecoveryPolicy {
+                method,
+                pending_pod_timeout: StdDuration::from_secs(10),
+            }),
+            ..single_template_policy()
+        }
+    }
+
+    /// A standby picked by reservedNodeSelector and already marked (label and taint).
+    fn standby(name: &str) -> PoolNode {
+        let mut n = healthy(name);
+        n.reserved = Reserved {
+            role: ReservedRole::Standby,
+            selected: true,
+            tainted: true,
+        };
+        n
+    }
+
+    fn in_service(name: &str, replaced: &str, since: i64) -> PoolNode {
+        let mut n = healthy(name);
+        n.reserved.role = ReservedRole::InService {
+            replaced: Some(replaced.into()),
+            since: Some(t(since)),
+        };
+        n
+    }
+
+    fn workers() -> Vec<PoolNode> {
+        vec![healthy("w1"), healthy("w2"), sick("w3")]
+    }
+
+    fn promotion(standby: &str, replaces: &str) -> Promotion {
+        Promotion {
+            standby: standby.into(),
+            replaces: replaces.into(),
+        }
+    }
+
+    #[test]
+    fn reserved_host_brings_a_standby_into_service_with_the_new_remediation() {
+        let mut nodes = workers();
+        nodes.push(standby("s1"));
+        let d = decide(&policy(RecoveryMethod::ReservedHost), &pool(nodes), t(0));
+        assert_eq!(
+            outcome_of(&d, "w3"),
+            Outcome::Create {
+                template: template("power-cycle")
+            }
+        );
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w3")]);
+        assert!(d.recovery.make_standby.is_empty(), "{:?}", d.recovery);
+        assert_eq!(
+            d.recovery.in_service,
+            vec![InServiceReport {
+                name: "s1".into(),
+                replaced: Some("w3".into()),
+                since: Some(t(0)),
+            }]
+        );
+        // The failed node is the pool's standby from now on (unavailable until repaired).
+        assert_eq!(
+            d.recovery.standbys,
+            vec![StandbyReport {
+                name: "w3".into(),
+                unavailable: Some("not healthy".into()),
+            }]
+        );
+    }
+
+    #[test]
+    fn a_node_picked_by_the_selector_is_made_a_standby_and_can_be_promoted_at_once() {
+        let mut s1 = healthy("s1");
+        s1.reserved.selected = true;
+        let d = decide(
+            &policy(RecoveryMethod::ReservedHost),
+            &pool(vec![healthy("w1"), healthy("w2"), s1.clone()]),
+            t(0),
+        );
+        assert_eq!(d.recovery.make_standby, vec!["s1".to_string()]);
+        assert_eq!(
+            d.recovery.standbys,
+            vec![StandbyReport {
+                name: "s1".into(),
+                unavailable: None
+            }]
+        );
+
+        let mut nodes = workers();
+        nodes.push(s1);
+        let d = decide(&policy(RecoveryMethod::ReservedHost), &pool(nodes), t(0));
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w3")]);
+        assert!(d.recovery.make_standby.is_empty());
+    }
+
+    #[test]
+    fn a_standby_that_lost_its_taint_gets_it_back() {
+        let mut s1 = standby("s1");
+        s1.reserved.tainted = false;
+        let d = decide(
+            &policy(RecoveryMethod::ReservedHost),
+            &pool(vec![healthy("w1"), s1]),
+            t(0),
+        );
+        assert_eq!(d.recovery.make_standby, vec!["s1".to_string()]);
+    }
+
+    #[test]
+    fn reserved_host_without_an_available_standby_does_not_start_the_remediation() {
+        type Change = Box<dyn Fn(&mut PoolNode)>;
+        let cases: Vec<(&str, Change, &str)> = vec![
+            (
+                "unhealthy",
+                Box::new(|n| n.health = unhealthy_since(-5)),
+                "not healthy",
+            ),
+            (
+                "maintenance",
+                Box::new(|n| n.maintenance = true),
+                "in maintenance (nodehealer.io/maintenance)",
+            ),
+            ("cordoned", Box::new(|n| n.cordoned = true), "cordoned"),
+            (
+                "excluded",
+                Box::new(|n| n.excluded = true),
+                "excluded from remediation",
+            ),
+            (
+                "leased",
+                Box::new(|n| n.lease = LeaseState::HeldBy("node-maintenance".into())),
+                "medik8s node lease held by node-maintenance",
+            ),
+            (
+                "remediated",
+                Box::new(|n| n.remediations.push(rem("s1", "power-cycle", -3))),
+                "being remediated",
+            ),
+        ];
+        for (name, change, why) in cases {
+            let mut s1 = standby("s1");
+            change(&mut s1);
+            let mut nodes = workers();
+            nodes.push(s1);
+            // A pool big enough that the standby's own trouble does not trip minHealthy.
+            nodes.extend(["w4", "w5", "w6"].map(healthy));
+            let d = decide(&policy(RecoveryMethod::ReservedHost), &pool(nodes), t(0));
+            assert_eq!(
+                outcome_of(&d, "w3"),
+                Outcome::Blocked {
+                    reason: BlockReason::NoStandby
+                },
+                "{name}"
+            );
+            assert!(d.recovery.promotions.is_empty(), "{name}");
+            let standby = d.recovery.standbys.iter().find(|s| s.name == "s1").unwrap();
+            assert_eq!(standby.unavailable.as_deref(), Some(why), "{name}");
+            // A standby in trouble has its own remediation.
+            let expected_in_flight = usize::from(name == "remediated" || name == "unhealthy");
+            assert_eq!(d.in_flight, expected_in_flight, "{name}");
+        }
+    }
+
+    #[test]
+    fn reserved_host_priority_goes_on_as_auto_without_a_standby() {
+        let d = decide(
+            &policy(RecoveryMethod::ReservedHostPriority),
+            &pool(workers()),
+            t(0),
+        );
+        assert_eq!(
+            outcome_of(&d, "w3"),
+            Outcome::Create {
+                template: template("power-cycle")
+            }
+        );
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.in_flight, 1);
+    }
+
+    #[test]
+    fn one_standby_per_failed_node_longest_unhealthy_first() {
+        let mut older = sick("w4");
+        older.health = unhealthy_since(-60);
+        let mut nodes = vec![healthy("w1"), healthy("w2"), healthy("w5"), healthy("w6")];
+        nodes.extend([sick("w3"), older, standby("s1")]);
+        let d = decide(
+            &policy(RecoveryMethod::ReservedHostPriority),
+            &pool(nodes),
+            t(0),
+        );
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w4")]);
+        assert!(matches!(outcome_of(&d, "w3"), Outcome::Create { .. }));
+    }
+
+    #[test]
+    fn a_node_replaced_for_this_failure_is_not_replaced_again_and_is_marked_standby() {
+        // w3 unhealthy since t(-10); s1 went into service for it at t(-8), but a restart came
+        // before w3 was marked.
+        let mut nodes = workers();
+        nodes.push(in_service("s1", "w3", -8));
+        let d = decide(&policy(RecoveryMethod::ReservedHost), &pool(nodes), t(0));
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.make_standby, vec!["w3".to_string()]);
+        assert!(matches!(outcome_of(&d, "w3"), Outcome::Create { .. }));
+    }
+
+    #[test]
+    fn a_replacement_from_an_earlier_failure_does_not_count() {
+        let mut nodes = workers();
+        nodes.extend([in_service("s1", "w3", -500), standby("s2")]);
+        let d = decide(&policy(RecoveryMethod::ReservedHost), &pool(nodes), t(0));
+        assert_eq!(d.recovery.promotions, vec![promotion("s2", "w3")]);
+        assert!(d.recovery.make_standby.is_empty());
+    }
+
+    #[test]
+    fn a_failed_standby_is_remediated_without_a_replacement() {
+        let mut s1 = standby("s1");
+        s1.health = unhealthy_since(-10);
+        let nodes = vec![healthy("w1"), healthy("w2"), healthy("w3"), s1];
+        let d = decide(&policy(RecoveryMethod::ReservedHost), &pool(nodes), t(0));
+        assert!(matches!(outcome_of(&d, "s1"), Outcome::Create { .. }));
+        assert!(d.recovery.promotions.is_empty());
+    }
+
+    #[test]
+    fn a_running_remediation_gets_a_standby_that_became_available() {
+        let nodes = vec![
+            healthy("w1"),
+            healthy("w2"),
+            with(sick("w3"), rem("w3", "power-cycle", -5)),
+            standby("s1"),
+        ];
+        let d = decide(
+            &policy(RecoveryMethod::ReservedHostPriority),
+            &pool(nodes),
+            t(0),
+        );
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w3")]);
+    }
+
+    fn auto_priority_pool(pending: Vec<PendingPod>, extra: Vec<PoolNode>) -> Pool {
+        let mut nodes = vec![
+            healthy("w1"),
+            healthy("w2"),
+            with(sick("w3"), rem("w3", "power-cycle", -20)),
+            standby("s1"),
+        ];
+        nodes.extend(extra);
+        Pool {
+            pending_pods: pending,
+            ..pool(nodes)
+        }
+    }
+
+    fn pending(created: i64, since: i64) -> PendingPod {
+        PendingPod {
+            created: t(created),
+            unschedulable_since: t(since),
+        }
+    }
+
+    #[test]
+    fn auto_priority_promotes_when_freed_pods_stay_unschedulable() {
+        let p = policy(RecoveryMethod::AutoPriority);
+        // Not yet: pending 5 s of 10.
+        let d = decide(&p, &auto_priority_pool(vec![pending(-6, -5)], vec![]), t(0));
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.pending_pods, 1);
+        assert_eq!(d.recovery.requeue_at, Some(t(5)));
+        assert!(d.requeue_at.is_some_and(|r| r <= t(5)));
+        // Due.
+        let d = decide(
+            &p,
+            &auto_priority_pool(vec![pending(-15, -14)], vec![]),
+            t(0),
+        );
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w3")]);
+        // Pods pending since before the remediation began were not freed by it.
+        let d = decide(
+            &p,
+            &auto_priority_pool(vec![pending(-60, -59)], vec![]),
+            t(0),
+        );
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.pending_pods, 0);
+        // No pending pods: the scheduler found room.
+        let d = decide(&p, &auto_priority_pool(vec![], vec![]), t(0));
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.requeue_at, None);
+        // A new remediation does not promote on its own.
+        let mut nodes = workers();
+        nodes.push(standby("s1"));
+        let d = decide(&p, &pool(nodes), t(0));
+        assert!(matches!(outcome_of(&d, "w3"), Outcome::Create { .. }));
+        assert!(d.recovery.promotions.is_empty());
+    }
+
+    #[test]
+    fn auto_priority_waits_the_timeout_again_after_a_promotion() {
+        let p = policy(RecoveryMethod::AutoPriority);
+        // Another node went into service 4 s ago; w3 still waits for its own.
+        let mut other = sick("w9");
+        other.health = unhealthy_since(-100);
+        let pool = auto_priority_pool(
+            vec![pending(-15, -14)],
+            vec![in_service("s0", "w9", -4), standby("s2")],
+        );
+        let d = decide(&p, &pool, t(0));
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.requeue_at, Some(t(6)));
+        let d = decide(&p, &pool, t(6));
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w3")]);
+    }
+
+    #[test]
+    fn dry_run_writes_no_role() {
+        let mut nodes = workers();
+        let mut s2 = healthy("s2");
+        s2.reserved.selected = true;
+        nodes.extend([standby("s1"), s2]);
+        let p = Policy {
+            dry_run: true,
+            ..policy(RecoveryMethod::ReservedHost)
+        };
+        let d = decide(&p, &pool(nodes), t(0));
+        assert!(d.recovery.promotions.is_empty());
+        assert!(d.recovery.make_standby.is_empty());
+        assert_eq!(d.recovery.standbys.len(), 2);
+    }
+
+    #[test]
+    fn auto_and_no_recovery_touch_no_node() {
+        let mut s1 = healthy("s1");
+        s1.reserved.selected = true;
+        let mut nodes = workers();
+        nodes.push(s1);
+        for p in [policy(RecoveryMethod::Auto), single_template_policy()] {
+            let d = decide(&p, &pool(nodes.clone()), t(0));
+            assert!(d.recovery.promotions.is_empty());
+            assert!(d.recovery.make_standby.is_empty());
+            assert!(d.recovery.standbys.is_empty());
+        }
+    }
+
+    #[test]
+    fn maintenance_blocks_a_node_and_a_magnum_gate_blocks_a_template() {
+        let mut w3 = sick("w3");
+        w3.maintenance = true;
+        let d = decide(
+            &single_template_policy(),
+            &pool(vec![healthy("w1"), healthy("w2"), w3]),
+            t(0),
+        );
+        assert_eq!(
+            outcome_of(&d, "w3"),
+            Outcome::Blocked {
+                reason: BlockReason::Maintenance
+            }
+        );
+
+        let p = Policy {
+            template_blocks: vec![(
+                template("power-cycle"),
+                BlockReason::MagnumHealingDisabled {
+                    cluster: "k8s".into(),
+                },
+            )],
+            ..single_template_policy()
+        };
+        let d = decide(&p, &pool(workers()), t(0));
+        let Outcome::Blocked { reason } = outcome_of(&d, "w3") else {
+            panic!("not blocked");
+        };
+        assert_eq!(reason.reason(), "MagnumHealingDisabled");
+        assert!(reason.to_string().contains("auto_healing_enabled=true"));
+        assert_eq!(d.in_flight, 0);
+    }
 }

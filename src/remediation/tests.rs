@@ -47,6 +47,7 @@ fn observed(ready: Option<bool>, server: ServerObservation) -> Observed {
         server,
         workloads: None,
         cluster_status: None,
+        cluster_auto_healing: None,
     }
 }
 
@@ -689,4 +690,39 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         &status,
         &server("SHUTOFF", None)
     ));
+}
+
+#[test]
+fn nothing_starts_while_the_magnum_cluster_has_healing_off_but_a_started_remediation_finishes() {
+    let mut spec = spec(RemediationAction::PowerCycle);
+    spec.openstack.magnum = Some(MagnumSpec {
+        cluster: "k8s".into(),
+        report_health_status: false,
+    });
+    let mut obs = observed(Some(false), server("ACTIVE", None));
+    obs.cluster_status = Some("UPDATE_COMPLETE".into());
+    obs.cluster_auto_healing = Some(false);
+    let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+    let plan = run(&spec, &plan.status, &obs, t(1));
+    assert!(matches!(plan.action, Action::Wait(_)), "{:?}", plan.action);
+    assert!(plan.status.steps[0].requests.is_empty(), "nothing is sent");
+    assert!(
+        plan.status.steps[0]
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("auto_healing_enabled")
+    );
+
+    obs.cluster_auto_healing = Some(true);
+    let plan = run(&spec, &plan.status, &obs, t(2));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    let mut status = plan.status;
+    accept_last(&mut status);
+
+    // Turned off half-way: the fence already sent is followed through, not abandoned.
+    obs.cluster_auto_healing = Some(false);
+    obs.server = server("SHUTOFF", None);
+    let plan = run(&spec, &status, &obs, t(3));
+    assert_ne!(plan.status.phase, Some(RemediationPhase::Fencing));
 }

@@ -78,7 +78,8 @@ impl Snapshot {
             t.starts_with("node.kubernetes.io/unreachable")
                 || t.starts_with("node.kubernetes.io/not-ready")
                 || t.starts_with("node.kubernetes.io/out-of-service")
-                || t.starts_with("nodehealer.io/")
+                // Ours while remediating; a standby's reserved taint is its normal state.
+                || (t.starts_with("nodehealer.io/") && !t.starts_with("nodehealer.io/reserved"))
         };
         self.nodes.len() == nodes
             && self

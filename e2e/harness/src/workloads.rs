@@ -18,6 +18,18 @@ pub async fn stateful_app(
     name: &str,
     node_selector: &[(&str, &str)],
 ) -> Result<()> {
+    stateful_app_requesting(client, ns, name, node_selector, None).await
+}
+
+/// Like [`stateful_app`], with the pod requesting `cpu` (so it fits only where that much is
+/// free: a pool "without spare capacity" is one whose nodes lack it).
+pub async fn stateful_app_requesting(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    node_selector: &[(&str, &str)],
+    cpu: Option<&str>,
+) -> Result<()> {
     let claim = format!("data-{name}-0");
     let pv_name = format!("pv-{ns}-{name}");
     let pv: PersistentVolume = serde_json::from_value(json!({
@@ -52,6 +64,7 @@ pub async fn stateful_app(
                     "containers": [{
                         "name": "db",
                         "image": "registry.invalid/db:1",
+                        "resources": cpu.map_or(json!({}), |cpu| json!({"requests": {"cpu": cpu}})),
                         "volumeMounts": [{"name": "data", "mountPath": "/data"}]
                     }]
                 }
@@ -68,6 +81,32 @@ pub async fn stateful_app(
     }))?;
     Api::<StatefulSet>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &sts)
+        .await?;
+    Ok(())
+}
+
+/// Binds a pod requesting `cpu` straight to `node` (no scheduler): it takes that room away.
+pub async fn filler_pod(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    node: &str,
+    cpu: &str,
+) -> Result<()> {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "filler"}},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{
+                "name": "filler",
+                "image": "registry.invalid/filler:1",
+                "resources": {"requests": {"cpu": cpu}}
+            }]
+        }
+    }))?;
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
         .await?;
     Ok(())
 }

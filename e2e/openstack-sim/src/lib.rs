@@ -336,6 +336,23 @@ impl Sim {
     }
 
     /// Sets a cluster's status, e.g. `UPDATE_IN_PROGRESS` to make it busy.
+    /// Sets (or with None removes) a label of a Magnum cluster, e.g. `auto_healing_enabled`.
+    pub fn set_cluster_label(&self, id: &str, key: &str, value: Option<&str>) {
+        let found = self.with(|st| {
+            let uuid = st.find_cluster(id).ok()?.uuid.clone();
+            let c = st.clusters.get_mut(&uuid)?;
+            match value {
+                Some(v) => c.labels.insert(key.to_string(), v.to_string()),
+                None => c.labels.remove(key),
+            };
+            c.updated_at = Some(jiff::Timestamp::now());
+            Some(())
+        });
+        if found.is_none() {
+            tracing::warn!(cluster = id, "set_cluster_label: no such cluster");
+        }
+    }
+
     pub fn set_cluster_status(&self, id: &str, status: &str) {
         let found = self.with(|st| {
             let uuid = st.find_cluster(id).ok()?.uuid.clone();

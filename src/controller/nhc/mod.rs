@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -34,6 +34,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
 use super::Settings;
+use super::clouds::Clouds;
 use super::dynamic::{DynamicStores, KindError, Wake, Watched};
 use super::endpoints::Prober;
 use crate::api::contract::{
@@ -42,9 +43,16 @@ use crate::api::contract::{
     TemplateInfo, is_control_plane, is_excluded, lease_holder_identity, lease_state,
     observe_remediation, remediation_kind, remediation_object, supports_multiple_templates,
 };
-use crate::api::{NodeHealthCheck, NodeHealthCheckStatus, TemplateReference};
+use crate::api::{
+    NodeHealthCheck, NodeHealthCheckStatus, OpenStackSpec, RecoveryMethod, TemplateReference,
+};
+use crate::decide::recovery::{
+    IN_SERVICE, MAINTENANCE_LABEL, PROMOTED_AT_ANNOTATION, REPLACED_NODE_ANNOTATION,
+    RESERVED_HOST_LABEL, RESERVED_TAINT_KEY, STANDBY,
+};
 use crate::decide::{
-    self, Decision, EscalationCause, Outcome, Policy, Pool, PoolNode, RemediationId, StormState,
+    self, BlockReason, Decision, EscalationCause, Outcome, PendingPod, Policy, Pool, PoolNode,
+    RemediationId, Reserved, ReservedRole, StormState,
 };
 use crate::error::{Error, Result};
 use crate::health::{Health, HealthRules, NodeState, evaluate};
@@ -56,6 +64,8 @@ const MANAGER: &str = "nodehealer-nhc";
 const RESYNC: Duration = Duration::from_secs(300);
 /// At most this many remediation objects are created at once.
 const MAX_CONCURRENT_WRITES: usize = 16;
+/// While a Magnum cluster blocks new remediations, it is looked at again this often.
+const MAGNUM_RECHECK: Duration = Duration::from_secs(10);
 /// A NodeHealthCheck that cannot work is looked at again this often (a CRD may get installed).
 const DISABLED_RETRY: Duration = Duration::from_secs(30);
 
@@ -134,6 +144,9 @@ pub struct Context {
     metrics: Metrics,
     nodes: Store<Node>,
     leases: Store<Lease>,
+    /// Pods the scheduler has not placed (only those: the cache stays small).
+    pending_pods: Store<Pod>,
+    clouds: Arc<Clouds>,
     dynamic: DynamicStores,
     prober: Prober,
     wake_tx: mpsc::UnboundedSender<Wake>,
@@ -144,13 +157,20 @@ pub struct Context {
 struct Inputs {
     nodes: reflector::store::Writer<Node>,
     leases: reflector::store::Writer<Lease>,
+    pending_pods: reflector::store::Writer<Pod>,
     wake_rx: mpsc::UnboundedReceiver<Wake>,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
+    pub fn new(
+        client: kube::Client,
+        settings: Settings,
+        clouds: Arc<Clouds>,
+        registry: &mut Registry,
+    ) -> Self {
         let (nodes, nodes_writer) = reflector::store();
         let (leases, leases_writer) = reflector::store();
+        let (pending_pods, pending_pods_writer) = reflector::store();
         let (wake_tx, wake_rx) = mpsc::unbounded_channel();
         let recorder = Recorder::new(client.clone(), settings.reporter.clone());
         let dynamic = DynamicStores::new(
@@ -166,12 +186,15 @@ impl Context {
             recorder,
             nodes,
             leases,
+            pending_pods,
+            clouds,
             dynamic,
             prober,
             wake_tx,
             inputs: Mutex::new(Some(Inputs {
                 nodes: nodes_writer,
                 leases: leases_writer,
+                pending_pods: pending_pods_writer,
                 wake_rx,
             })),
         }
@@ -211,6 +234,11 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
         inputs.leases,
         ctx.wake_tx.clone(),
     ));
+    tokio::spawn(watch_pending_pods(
+        ctx.client.clone(),
+        inputs.pending_pods,
+        ctx.wake_tx.clone(),
+    ));
 
     // Every wake reconciles every NodeHealthCheck: there are few of them, a reconcile reads
     // only caches, and the controller merges wakes that arrive while one is queued.
@@ -225,11 +253,16 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     let nhcs = controller.store();
     ctx.prober.set_nhc_store(nhcs.clone());
     {
-        let (nodes, leases) = (ctx.nodes.clone(), ctx.leases.clone());
+        let (nodes, leases, pods) = (
+            ctx.nodes.clone(),
+            ctx.leases.clone(),
+            ctx.pending_pods.clone(),
+        );
         tokio::spawn(async move {
             super::wait_synced(&nodes).await;
             super::wait_synced(&nhcs).await;
             super::wait_synced(&leases).await;
+            super::wait_synced(&pods).await;
             tracing::debug!("NodeHealthCheck caches synced");
             readiness.cache_synced();
         });
@@ -281,13 +314,28 @@ fn node_fingerprint(node: &Node) -> String {
         .flatten()
         .map(|a| format!("{}={}", a.type_, a.address))
         .collect();
-    format!(
-        "{:?}|{:?}|{:?}|{conditions:?}|{addresses:?}",
-        node.metadata.labels,
+    let taints: Vec<String> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{}:{}", t.key, t.effect))
+        .collect();
+    let annotation = |key: &str| {
         node.metadata
             .annotations
             .as_ref()
-            .and_then(|a| a.get(MANUALLY_CONFIRMED_HEALTHY_ANNOTATION)),
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{taints:?}|{conditions:?}|{addresses:?}",
+        node.metadata.labels,
+        annotation(MANUALLY_CONFIRMED_HEALTHY_ANNOTATION),
+        annotation(REPLACED_NODE_ANNOTATION),
+        annotation(PROMOTED_AT_ANNOTATION),
+        node.spec.as_ref().and_then(|s| s.unschedulable),
         node.metadata.deletion_timestamp
     )
 }
@@ -366,6 +414,67 @@ async fn watch_leases(
             return;
         }
     }
+}
+
+/// Keeps the cache of pods not yet bound to a node (for `AutoPriority`: freed pods that find
+/// no room). Only what is read is kept.
+async fn watch_pending_pods(
+    client: kube::Client,
+    writer: reflector::store::Writer<Pod>,
+    wake: mpsc::UnboundedSender<Wake>,
+) {
+    let api: Api<Pod> = Api::all(client);
+    let config = watcher::Config::default().fields("spec.nodeName=,status.phase=Pending");
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, config)
+            .default_backoff()
+            .modify(|p: &mut Pod| {
+                p.metadata.managed_fields = None;
+                p.metadata.annotations = None;
+                p.metadata.labels = None;
+                p.metadata.owner_references = None;
+                p.spec = None;
+                if let Some(status) = p.status.as_mut() {
+                    let conditions = status.conditions.take();
+                    *status = Default::default();
+                    status.conditions = conditions;
+                }
+            }),
+    );
+    let mut seen: HashMap<String, Option<Timestamp>> = HashMap::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        let key = |p: &Pod| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any());
+        let changed = match event {
+            Ok(watcher::Event::Apply(p)) | Ok(watcher::Event::InitApply(p)) => {
+                let since = unschedulable_since(&p);
+                seen.insert(key(&p), since) != Some(since)
+            }
+            Ok(watcher::Event::Delete(p)) => seen.remove(&key(&p)).is_some(),
+            Ok(watcher::Event::InitDone) => true,
+            _ => false,
+        };
+        if changed && wake.send(Wake::All).is_err() {
+            return;
+        }
+    }
+}
+
+/// When the scheduler first found no room for the pod, if it did.
+fn unschedulable_since(pod: &Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        })
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
 }
 
 fn error_policy(nhc: Arc<NodeHealthCheck>, error: &Error, _ctx: Arc<Context>) -> Requeue {
@@ -460,12 +569,26 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
         uid: nhc.uid().unwrap_or_default(),
     };
     let previous = nhc.status.clone().unwrap_or_default();
-    let selector: std::result::Result<Selector, _> = nhc.spec.selector.clone().try_into();
+    let selector: std::result::Result<Selector, String> = nhc
+        .spec
+        .selector
+        .clone()
+        .try_into()
+        .map_err(|e| format!("invalid selector: {e}"));
+    let reserved_selector: std::result::Result<Option<Selector>, String> = nhc
+        .spec
+        .recovery
+        .as_ref()
+        .and_then(|r| r.reserved_node_selector.clone())
+        .map(|s| s.try_into())
+        .transpose()
+        .map_err(|e| format!("invalid recovery.reservedNodeSelector: {e}"));
+    let selector = selector.and_then(|s| Ok((s, reserved_selector?)));
     let templates = match &selector {
         Ok(_) => templates(&ctx, &nhc).await,
-        Err(e) => Err(format!("invalid selector: {e}")),
+        Err(e) => Err(e.clone()),
     };
-    let (selector, templates) = match (selector, templates) {
+    let ((selector, reserved_selector), templates) = match (selector, templates) {
         (Ok(s), Ok(t)) => (s, t),
         (_, Err(why)) => {
             let input = report::ReportInput {
@@ -485,9 +608,20 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
     ctx.prober
         .ensure(&name, &nhc.spec.endpoint_checks, &selector);
 
-    let pool = gather(&ctx, &nhc, &owner, &selector, &templates, now);
+    let pool = gather(
+        &ctx,
+        &nhc,
+        &owner,
+        &selector,
+        reserved_selector.as_ref(),
+        &templates,
+        now,
+    );
     let mut policy = Policy::from_spec(&nhc.spec);
     policy.dry_run |= ctx.settings.dry_run;
+    policy.template_blocks = magnum_gates(&ctx, &templates, &pool).await;
+    // The cloud sends no events: while it blocks, look again soon.
+    let cloud_recheck = (!policy.template_blocks.is_empty()).then_some(MAGNUM_RECHECK);
     let decision = decide::decide(&policy, &pool, now);
     let created = match carry_out(&ctx, &nhc, &owner, &pool, &decision, &templates, now).await {
         Ok(created) => created,
@@ -538,7 +672,8 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
                 .map(|d| d + Duration::from_millis(10))
         })
         .map(|d| d.min(RESYNC))
-        .unwrap_or(RESYNC);
+        .unwrap_or(RESYNC)
+        .min(cloud_recheck.unwrap_or(RESYNC));
     Ok(Requeue::requeue(next.max(Duration::from_millis(10))))
 }
 
@@ -548,6 +683,7 @@ fn gather(
     nhc: &NodeHealthCheck,
     owner: &OwnerNhc,
     selector: &Selector,
+    reserved_selector: Option<&Selector>,
     templates: &Templates,
     now: Timestamp,
 ) -> Pool {
@@ -596,10 +732,33 @@ fn gather(
                 )
             })
             .unwrap_or(LeaseState::Free);
+        let annotations = node.annotations();
+        let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
+        let reserved = Reserved {
+            role: ReservedRole::read(
+                labels.get(RESERVED_HOST_LABEL).map(String::as_str),
+                annotations
+                    .get(REPLACED_NODE_ANNOTATION)
+                    .map(String::as_str),
+                annotations.get(PROMOTED_AT_ANNOTATION).map(String::as_str),
+            ),
+            selected: reserved_selector.is_some_and(|s| s.matches(labels)),
+            tainted: taints
+                .into_iter()
+                .flatten()
+                .any(|t| t.key == RESERVED_TAINT_KEY),
+        };
         nodes.push(PoolNode {
             health: evaluate(&state, &rules, now),
             control_plane: is_control_plane(labels),
             excluded: is_excluded(labels),
+            maintenance: labels.get(MAINTENANCE_LABEL).map(String::as_str) == Some("true"),
+            cordoned: node
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false),
+            reserved,
             lease,
             manually_confirmed_healthy: node
                 .annotations()
@@ -611,9 +770,29 @@ fn gather(
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     // What is left belongs to nodes outside the pool: deleted (or no longer selected).
     let orphans = remediations.into_values().flatten().collect();
+    let auto_priority = nhc
+        .spec
+        .recovery
+        .as_ref()
+        .is_some_and(|r| r.method == RecoveryMethod::AutoPriority);
+    let pending_pods = if auto_priority {
+        ctx.pending_pods
+            .state()
+            .iter()
+            .filter_map(|p| {
+                Some(PendingPod {
+                    created: p.metadata.creation_timestamp.as_ref()?.0,
+                    unschedulable_since: unschedulable_since(p)?,
+                })
+            })
+            .collect()
+    } else {
+        vec![]
+    };
     Pool {
         nodes,
         orphans,
+        pending_pods,
         storm: StormState::from_conditions(
             &nhc.status
                 .as_ref()
@@ -621,6 +800,57 @@ fn gather(
                 .unwrap_or_default(),
         ),
     }
+}
+
+/// For each of our templates that names a Magnum cluster: whether the cluster lets a
+/// remediation start now (magnum-auto-healer's rules: the `auto_healing_enabled` label, and
+/// nothing while the cluster is `*_IN_PROGRESS`). The cloud is asked only while some node of
+/// the pool is unhealthy, so a steady cluster sends it nothing.
+async fn magnum_gates(
+    ctx: &Context,
+    templates: &Templates,
+    pool: &Pool,
+) -> Vec<(TemplateReference, BlockReason)> {
+    if !pool.nodes.iter().any(|n| n.health.is_unhealthy()) {
+        return vec![];
+    }
+    let mut blocks = Vec::new();
+    for (reference, object) in &templates.objects {
+        if reference.api_version != contract::API_VERSION || reference.kind != "RemediationTemplate"
+        {
+            continue;
+        }
+        let Some(spec) = object
+            .data
+            .pointer("/spec/template/spec/openstack")
+            .and_then(|o| serde_json::from_value::<OpenStackSpec>(o.clone()).ok())
+        else {
+            continue;
+        };
+        let Some(read) = ctx.clouds.cluster(&reference.namespace, &spec).await else {
+            continue;
+        };
+        let cluster = spec
+            .magnum
+            .as_ref()
+            .map(|m| m.cluster.clone())
+            .unwrap_or_default();
+        let block = match read {
+            Err(error) => Some(BlockReason::MagnumUnreachable { cluster, error }),
+            Ok(c) if c.in_progress() => Some(BlockReason::MagnumClusterBusy {
+                cluster,
+                status: c.status,
+            }),
+            Ok(c) if !c.auto_healing_enabled() => {
+                Some(BlockReason::MagnumHealingDisabled { cluster })
+            }
+            Ok(_) => None,
+        };
+        if let Some(block) = block {
+            blocks.push((reference.clone(), block));
+        }
+    }
+    blocks
 }
 
 /// Carries out the decision; returns the remediation objects created, by node.
@@ -633,6 +863,52 @@ async fn carry_out(
     templates: &Templates,
     now: Timestamp,
 ) -> Result<Vec<(String, ObservedRemediation)>> {
+    // Standbys go into service before any remediation that frees workloads is created.
+    for p in &decision.recovery.promotions {
+        let stamp = now.to_string();
+        mark_node(
+            ctx,
+            &p.standby,
+            IN_SERVICE,
+            Some((&p.replaces, &stamp)),
+            false,
+        )
+        .await?;
+        mark_node(ctx, &p.replaces, STANDBY, None, true).await?;
+        ctx.event(
+            nhc,
+            false,
+            "StandbyPromoted",
+            format!(
+                "standby node {} brought into service in place of {}: reserved taint removed",
+                p.standby, p.replaces
+            ),
+        )
+        .await;
+        ctx.event(
+            nhc,
+            false,
+            "NodeDemotedToStandby",
+            format!(
+                "node {} becomes a standby of the pool once repaired: labelled {RESERVED_HOST_LABEL}={STANDBY}, tainted {RESERVED_TAINT_KEY}:NoSchedule",
+                p.replaces
+            ),
+        )
+        .await;
+    }
+    for name in &decision.recovery.make_standby {
+        mark_node(ctx, name, STANDBY, None, true).await?;
+        ctx.event(
+            nhc,
+            false,
+            "NodeDemotedToStandby",
+            format!(
+                "node {name} is a standby of the pool: labelled {RESERVED_HOST_LABEL}={STANDBY}, tainted {RESERVED_TAINT_KEY}:NoSchedule"
+            ),
+        )
+        .await;
+    }
+
     // New remediations are independent of each other: made side by side, so a hundred nodes
     // failing at once do not wait for one another.
     let mut jobs = Vec::new();
@@ -770,6 +1046,78 @@ async fn carry_out(
         }
     }
     Ok(created)
+}
+
+/// Writes a node's reserved-host role: the label, the in-service annotations (`replaced`: the
+/// failed node and the time) and the reserved taint. The patch carries the resourceVersion read,
+/// so a concurrent change by someone else fails it (and the round is retried) rather than being
+/// lost; then waits until the cache shows the role, so the next round cannot promote twice.
+async fn mark_node(
+    ctx: &Context,
+    name: &str,
+    role: &str,
+    replaced: Option<(&str, &str)>,
+    reserved_taint: bool,
+) -> Result<()> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let Some(node) = nodes.get_opt(name).await? else {
+        return Ok(());
+    };
+    let current: Vec<Taint> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    let mut taints: Vec<Taint> = current
+        .iter()
+        .filter(|t| t.key != RESERVED_TAINT_KEY)
+        .cloned()
+        .collect();
+    if reserved_taint {
+        taints.push(Taint {
+            key: RESERVED_TAINT_KEY.into(),
+            value: None,
+            effect: "NoSchedule".into(),
+            time_added: None,
+        });
+    }
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": node.resource_version(),
+            "labels": {RESERVED_HOST_LABEL: role},
+            "annotations": {
+                REPLACED_NODE_ANNOTATION: replaced.map(|r| r.0),
+                PROMOTED_AT_ANNOTATION: replaced.map(|r| r.1),
+            },
+        },
+        "spec": {"taints": taints},
+    });
+    let params = PatchParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    nodes.patch(name, &params, &Patch::Merge(&patch)).await?;
+    for _ in 0..250 {
+        let seen = ctx.nodes.get(&ObjectRef::new(name)).is_none_or(|n| {
+            n.labels().get(RESERVED_HOST_LABEL).map(String::as_str) == Some(role)
+                && n.spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .any(|t| t.key == RESERVED_TAINT_KEY)
+                    == reserved_taint
+        });
+        if seen {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(
+        node = name,
+        "a node's role did not reach the cache within 5 s"
+    );
+    Ok(())
 }
 
 fn names(ids: &[RemediationId]) -> String {

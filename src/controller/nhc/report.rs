@@ -7,10 +7,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::conditions::set_condition;
 use crate::api::contract::ObservedRemediation;
 use crate::api::{
-    DISABLED_CONDITION, NodeHealthCheckStatus, RemediationRecord, ResourceReference, UnhealthyNode,
+    DISABLED_CONDITION, InServiceNode, NodeHealthCheckStatus, RecoveryMethod, RecoveryStatus,
+    RemediationRecord, ResourceReference, StandbyNode, UnhealthyNode,
 };
 use crate::decide::storm::apply_storm_conditions;
-use crate::decide::{Decision, Outcome, Pool, phase};
+use crate::decide::{Decision, Outcome, Pool, RecoveryPlan, phase};
 use crate::health::Health;
 
 /// An event to write about the NodeHealthCheck.
@@ -150,6 +151,7 @@ pub fn status(
                 healthy_delayed: holding.then_some(true),
             });
         }
+        s.recovery = recovery_status(&decision.recovery);
     }
     let (phase, reason) = phase(input.disabled, input.pause_requests, in_remediation);
     s.phase = Some(phase);
@@ -162,6 +164,33 @@ pub fn status(
         Some(Time(now))
     };
     s
+}
+
+/// The `recovery` part of the status: the standbys and the nodes in service in their place.
+fn recovery_status(plan: &RecoveryPlan) -> Option<RecoveryStatus> {
+    let method = plan.method?;
+    Some(RecoveryStatus {
+        method,
+        standbys: plan
+            .standbys
+            .iter()
+            .map(|s| StandbyNode {
+                name: s.name.clone(),
+                available: s.unavailable.is_none(),
+                reason: s.unavailable.clone(),
+            })
+            .collect(),
+        in_service: plan
+            .in_service
+            .iter()
+            .map(|s| InServiceNode {
+                name: s.name.clone(),
+                replaced: s.replaced.clone(),
+                since: s.since.map(Time),
+            })
+            .collect(),
+        pending_pods: (method == RecoveryMethod::AutoPriority).then_some(plan.pending_pods as i32),
+    })
 }
 
 /// Events for what changed between two statuses: nodes found unhealthy, remediation newly
@@ -253,6 +282,9 @@ mod tests {
             },
             control_plane: false,
             excluded: false,
+            maintenance: false,
+            cordoned: false,
+            reserved: Default::default(),
             lease: LeaseState::Free,
             manually_confirmed_healthy: false,
             remediations: vec![],

@@ -1,0 +1,123 @@
+//! OpenStack clients shared by the controllers: one per Secret version and cloud, so a token
+//! is reused across reconciles (and across controllers) and a changed Secret is picked up at
+//! once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use tokio::sync::Mutex;
+
+use crate::api::OpenStackSpec;
+use crate::error::{Error, Result};
+use crate::openstack::{ClientOptions, Cloud, Cluster, OpenStackClient};
+
+/// How long a Magnum cluster read for the NodeHealthCheck's gate is reused: long enough that a
+/// storm of failing nodes asks once, short enough that a label change is seen soon.
+const CLUSTER_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct CloudKey {
+    namespace: String,
+    secret: String,
+    key: String,
+    cloud: String,
+    resource_version: String,
+}
+
+/// A Magnum cluster by the namespace of the template naming it and its name or uuid.
+type ClusterKey = (String, String);
+/// A Magnum cluster as read, or why it could not be.
+type ClusterRead = Result<Cluster, String>;
+
+/// The OpenStack clients, by Secret version and cloud.
+pub struct Clouds {
+    client: kube::Client,
+    metrics: crate::metrics::Metrics,
+    clients: Mutex<HashMap<CloudKey, Arc<dyn Cloud>>>,
+    clusters: Mutex<HashMap<ClusterKey, (Instant, ClusterRead)>>,
+}
+
+impl Clouds {
+    pub fn new(client: kube::Client, metrics: crate::metrics::Metrics) -> Self {
+        Self {
+            client,
+            metrics,
+            clients: Mutex::new(HashMap::new()),
+            clusters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client for an `openstack` spec in `namespace`, from the Secret it names.
+    pub async fn for_spec(&self, namespace: &str, spec: &OpenStackSpec) -> Result<Arc<dyn Cloud>> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret_err = |message: String| Error::Secret {
+            namespace: namespace.to_owned(),
+            name: spec.cloud_secret_ref.name.clone(),
+            message,
+        };
+        let secret = secrets
+            .get_opt(&spec.cloud_secret_ref.name)
+            .await?
+            .ok_or_else(|| secret_err("not found".into()))?;
+        let key = CloudKey {
+            namespace: namespace.to_owned(),
+            secret: spec.cloud_secret_ref.name.clone(),
+            key: spec.cloud_secret_ref.key.clone(),
+            cloud: spec.cloud.clone(),
+            resource_version: secret.resource_version().unwrap_or_default(),
+        };
+        let mut clients = self.clients.lock().await;
+        if let Some(cloud) = clients.get(&key) {
+            return Ok(cloud.clone());
+        }
+        let data = secret.data.unwrap_or_default();
+        let yaml = data
+            .get(&key.key)
+            .ok_or_else(|| secret_err(format!("has no key {:?}", key.key)))?;
+        let yaml = String::from_utf8(yaml.0.clone())
+            .map_err(|_| secret_err(format!("key {:?} is not UTF-8", key.key)))?;
+        // A CA bundle may sit beside clouds.yaml in the same Secret.
+        let ca = data.get("cacert").map(|b| b.0.clone());
+        let client = OpenStackClient::from_clouds_yaml(
+            &yaml,
+            &key.cloud,
+            ca,
+            ClientOptions::default(),
+            self.metrics.clone(),
+        )?;
+        let cloud: Arc<dyn Cloud> = Arc::new(client);
+        // Old versions of this Secret are not needed any more.
+        clients.retain(|k, _| !(k.namespace == key.namespace && k.secret == key.secret));
+        clients.insert(key, cloud.clone());
+        Ok(cloud)
+    }
+
+    /// The Magnum cluster an `openstack` spec names, read at most every few seconds; the error
+    /// as text (never with credentials) when it cannot be read.
+    pub async fn cluster(
+        &self,
+        namespace: &str,
+        spec: &OpenStackSpec,
+    ) -> Option<ClusterRead> {
+        let name = spec.magnum.as_ref()?.cluster.clone();
+        let key = (namespace.to_owned(), name.clone());
+        if let Some((at, cached)) = self.clusters.lock().await.get(&key)
+            && at.elapsed() < CLUSTER_TTL
+        {
+            return Some(cached.clone());
+        }
+        let read = match self.for_spec(namespace, spec).await {
+            Ok(cloud) => cloud.cluster(&name).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.clusters
+            .lock()
+            .await
+            .insert(key, (Instant::now(), read.clone()));
+        Some(read)
+    }
+}
