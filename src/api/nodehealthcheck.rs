@@ -402,9 +402,9 @@ pub struct EscalatingRemediation {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(
     validation = Rule::new(
-        "!(self.method in ['ReservedHost', 'ReservedHostPriority']) || has(self.reservedNodeSelector)"
+        "!has(self.method) || self.method == 'Auto' || has(self.reservedNodeSelector)"
     )
-    .message("reservedNodeSelector is required for the ReservedHost and ReservedHostPriority methods")
+    .message("reservedNodeSelector is required for the ReservedHost, ReservedHostPriority and AutoPriority methods")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RecoverySpec {
@@ -416,13 +416,16 @@ pub struct RecoverySpec {
     #[serde(default)]
     pub method: RecoveryMethod,
 
-    /// Selects the standby nodes of the pool. Required for `ReservedHost` and
-    /// `ReservedHostPriority`.
+    /// Selects the standby nodes among the pool's nodes. Required for every method but `Auto`.
+    /// nodehealer labels them `nodehealer.io/reserved-host=standby` and taints them
+    /// `nodehealer.io/reserved:NoSchedule`; a node brought into service is labelled
+    /// `nodehealer.io/reserved-host=in-service` and counts as an ordinary node from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved_node_selector: Option<LabelSelector>,
 
-    /// With `AutoPriority`: how long freed pods may stay pending before a standby node is
-    /// brought into service.
+    /// With `AutoPriority`: how long pods created since a remediation began may stay
+    /// unschedulable before a standby node is brought into service (counted again from the
+    /// pool's last promotion). Defaults to 60s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_pod_timeout: Option<Duration>,
 }
