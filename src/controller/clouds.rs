@@ -98,11 +98,7 @@ impl Clouds {
 
     /// The Magnum cluster an `openstack` spec names, read at most every few seconds; the error
     /// as text (never with credentials) when it cannot be read.
-    pub async fn cluster(
-        &self,
-        namespace: &str,
-        spec: &OpenStackSpec,
-    ) -> Option<ClusterRead> {
+    pub async fn cluster(&self, namespace: &str, spec: &OpenStackSpec) -> Option<ClusterRead> {
         let name = spec.magnum.as_ref()?.cluster.clone();
         let key = (namespace.to_owned(), name.clone());
         if let Some((at, cached)) = self.clusters.lock().await.get(&key)
