@@ -16,6 +16,7 @@ pub mod duration;
 pub mod intorpercent;
 pub mod nodehealthcheck;
 pub mod remediation;
+pub mod selector;
 pub mod template;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -34,6 +35,7 @@ pub use remediation::{
     RemediationAction, RemediationPhase, RemediationSpec, RemediationStatus, StepRecord,
     StepTimeouts, WorkloadEviction,
 };
+pub use selector::parse_selector;
 pub use template::{RemediationTemplate, RemediationTemplateBody, RemediationTemplateSpec};
 
 /// The API group of our resources.

@@ -45,6 +45,7 @@ use crate::api::contract::{
 };
 use crate::api::{
     NodeHealthCheck, NodeHealthCheckStatus, OpenStackSpec, RecoveryMethod, TemplateReference,
+    parse_selector,
 };
 use crate::decide::recovery::{
     IN_SERVICE, MAINTENANCE_LABEL, PROMOTED_AT_ANNOTATION, REPLACED_NODE_ANNOTATION,
@@ -569,18 +570,14 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
         uid: nhc.uid().unwrap_or_default(),
     };
     let previous = nhc.status.clone().unwrap_or_default();
-    let selector: std::result::Result<Selector, String> = nhc
-        .spec
-        .selector
-        .clone()
-        .try_into()
-        .map_err(|e| format!("invalid selector: {e}"));
+    let selector: std::result::Result<Selector, String> =
+        parse_selector(&nhc.spec.selector).map_err(|e| format!("invalid selector: {e}"));
     let reserved_selector: std::result::Result<Option<Selector>, String> = nhc
         .spec
         .recovery
         .as_ref()
-        .and_then(|r| r.reserved_node_selector.clone())
-        .map(|s| s.try_into())
+        .and_then(|r| r.reserved_node_selector.as_ref())
+        .map(parse_selector)
         .transpose()
         .map_err(|e| format!("invalid recovery.reservedNodeSelector: {e}"));
     let selector = selector.and_then(|s| Ok((s, reserved_selector?)));
