@@ -1,5 +1,5 @@
 //! The fault suite: the operator killed (SIGKILL) at random moments while twenty nodes are
-//! remediated, Nova calls that time out, and twenty-odd malformed or hostile objects. In each,
+//! remediated, Nova calls that time out, and twenty-two malformed or hostile objects. In each,
 //! every remediation completes or says clearly why it cannot, no OpenStack action is sent twice
 //! (checked from the simulator's request log), nothing is released without a confirmed fence,
 //! no taint is left behind, and the operator never crash-loops.
@@ -474,6 +474,32 @@ async fn malformed_and_hostile_objects_get_a_clear_message_and_no_action() -> Re
     bed.secret("huge", json!({"clouds.yaml": "x".repeat(900 * 1024)}))
         .await?;
     bed.secret(
+        "bad-ca",
+        json!({"clouds.yaml": bed.tb.clouds_yaml("openstack"),
+               "cacert": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"}),
+    )
+    .await?;
+    // Nodes that are not OpenStack servers (no kwok heartbeat: never Ready).
+    let foreign = [
+        (
+            format!("{}-aws", bed.ns),
+            "aws:///us-east-1a/i-0123456789abcdef0",
+        ),
+        (
+            format!("{}-badid", bed.ns),
+            "openstack:///not-a-server-uuid",
+        ),
+    ];
+    for (name, provider_id) in &foreign {
+        let node: Node = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"providerID": provider_id}
+        }))?;
+        Api::<Node>::all(bed.client.clone())
+            .create(&PostParams::default(), &node)
+            .await?;
+    }
+    bed.secret(
         "no-auth-url",
         json!({"clouds.yaml": cloud(json!({"username": "u", "password": "p"}))}),
     )
@@ -561,6 +587,30 @@ async fn malformed_and_hostile_objects_get_a_clear_message_and_no_action() -> Re
             Hostile {
                 what: "a node that does not exist",
                 says: "no-such-node",
+            },
+        ),
+        (
+            workers[11].clone(),
+            power_cycle("bad-ca"),
+            Hostile {
+                what: "a CA bundle that is not a certificate",
+                says: "CA bundle",
+            },
+        ),
+        (
+            foreign[0].0.clone(),
+            power_cycle("openstack-cloud"),
+            Hostile {
+                what: "a node of another cloud",
+                says: "not an OpenStack one",
+            },
+        ),
+        (
+            foreign[1].0.clone(),
+            power_cycle("openstack-cloud"),
+            Hostile {
+                what: "a malformed OpenStack providerID",
+                says: "is not openstack:///<server-uuid>",
             },
         ),
         (
@@ -678,7 +728,7 @@ async fn malformed_and_hostile_objects_get_a_clear_message_and_no_action() -> Re
         nhc_names.push(bed.nhc(&format!("bad-{i}"), spec.clone()).await?);
     }
     let total = remediations.len() + nhcs.len();
-    assert!(total >= 19, "{total} hostile objects");
+    assert!(total >= 20, "{total} hostile objects");
 
     // Every one says what is wrong.
     let nhc_api: Api<NodeHealthCheck> = Api::all(bed.client.clone());
@@ -778,6 +828,11 @@ async fn malformed_and_hostile_objects_get_a_clear_message_and_no_action() -> Re
         .await?;
     for name in &nhc_names {
         nhc_api.delete(name, &DeleteParams::default()).await?;
+    }
+    for (name, _) in &foreign {
+        Api::<Node>::all(bed.client.clone())
+            .delete(name, &DeleteParams::default())
+            .await?;
     }
     for w in &workers {
         let ours: Vec<String> = bed

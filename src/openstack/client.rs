@@ -222,7 +222,16 @@ impl OpenStackClient {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         let http = builder.build().map_err(|e| {
-            CloudError::Config(format!("cannot build the HTTP client: {}", error_chain(&e)))
+            // With a CA bundle, a certificate in it that does not parse is the usual cause.
+            let hint = if config.ca_pem.is_some() {
+                format!(" (check the CA bundle of cloud {})", config.name)
+            } else {
+                String::new()
+            };
+            CloudError::Config(format!(
+                "cannot build the HTTP client{hint}: {}",
+                error_chain(&e)
+            ))
         })?;
         Ok(OpenStackClient {
             http,
