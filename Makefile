@@ -11,7 +11,8 @@ SHELL := /bin/bash
 CARGO ?= cargo
 # The e2e scenarios mostly wait on the control plane: run many side by side.
 TEST_THREADS ?= 24
-# The story `make demo` tells: power-cycle, kubelet-hang, replace, storm, control-plane.
+# The story `make demo` tells: power-cycle, kubelet-hang, replace, storm, control-plane,
+# reserved-host.
 SCENARIO ?= power-cycle
 
 .PHONY: all testbed test unit lint generate demo bench clean-runs

@@ -845,3 +845,84 @@ async fn malformed_and_hostile_objects_get_a_clear_message_and_no_action() -> Re
     }
     Ok(())
 }
+
+/// Magnum is updating the cluster when a Replace starts: nothing is sent to it and nothing is
+/// freed until the update ends; then exactly one resize removes the server and the Remediation
+/// succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_magnum_cluster_holds_a_replace_until_it_settles() -> Result<()> {
+    let bed = Bed::new("magnumbusy", 2).await?;
+    let op = Operator::start(bed.tb, &bed.ns, &["--controllers=remediation"])?;
+    let cluster = bed.cluster.magnum_id.clone().expect("a Magnum cluster");
+    let victim = bed.workers()[0].clone();
+    let server = bed.cluster.servers[&victim].clone();
+    bed.hang_all(std::slice::from_ref(&victim)).await?;
+    bed.tb
+        .sim
+        .set_cluster_status(&cluster, "UPDATE_IN_PROGRESS");
+    let mut openstack = Bed::openstack("openstack-cloud");
+    openstack["magnum"] = json!({"cluster": cluster});
+    bed.remediate(
+        &victim,
+        json!({"action": "Replace", "openstack": openstack}),
+    )
+    .await?;
+    let resizes = || {
+        bed.tb
+            .sim
+            .request_log()
+            .into_iter()
+            .filter(|r| {
+                r.path.contains(&cluster)
+                    && r.path.ends_with("/actions/resize")
+                    && (200..300).contains(&r.status)
+            })
+            .count()
+    };
+    let held = wait_for(
+        Duration::from_secs(30),
+        "the step waits for Magnum",
+        || async {
+            let rem = bed.remediations().get(&victim).await?;
+            Ok(rem
+                .status
+                .and_then(|s| s.steps.last().and_then(|st| st.message.clone()))
+                .is_some_and(|m| m.contains("UPDATE_IN_PROGRESS")))
+        },
+    )
+    .await;
+    if let Err(e) = held {
+        bail!("{e}\nlog:\n{}", op.log_tail());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(resizes(), 0, "nothing is sent to a busy cluster");
+    assert!(bed.tb.sim.server(&server).is_some());
+    assert!(
+        !bed.taints(&victim)
+            .await?
+            .iter()
+            .any(|t| t.starts_with(OUT_OF_SERVICE)),
+        "nothing freed"
+    );
+
+    bed.tb.sim.set_cluster_status(&cluster, "UPDATE_COMPLETE");
+    let done = wait_for(Duration::from_secs(120), "the Replace succeeds", || async {
+        let phase = bed
+            .remediations()
+            .get(&victim)
+            .await?
+            .status
+            .and_then(|s| s.phase);
+        if phase == Some(RemediationPhase::Failed) {
+            bail!("the Remediation failed");
+        }
+        Ok(phase == Some(RemediationPhase::Succeeded))
+    })
+    .await;
+    if let Err(e) = done {
+        bail!("{e}\nlog:\n{}", op.log_tail());
+    }
+    assert_eq!(resizes(), 1, "exactly one resize");
+    assert!(bed.tb.sim.server(&server).is_none(), "the server is gone");
+    Ok(())
+}

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DynamicObject, PostParams};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use nodehealer_testbed::objects::{create, nodehealer_resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
-use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::workloads::{filler_pod, running_on, stateful_app_requesting};
 use nodehealer_testbed::{
     CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, procs::free_port, wait_for,
 };
@@ -40,7 +40,16 @@ enum Scenario {
     Storm,
     /// A control-plane node's server crashes: remediated alone, with etcd quorum kept.
     ControlPlane,
+    /// The worker pool runs full and keeps a standby (recovery method ReservedHost): when a
+    /// worker's server crashes, the standby is brought into service before the pod is freed,
+    /// the pod runs there, and the repaired worker becomes the new standby.
+    ReservedHost,
 }
+
+/// The label that picks the standby of the ReservedHost story.
+const STANDBY_LABEL: &str = "pool.example.com/standby";
+/// The CPUs the story's pod asks for (of 32 per node): a node with a filler has no room left.
+const BIG_CPU: &str = "20";
 
 /// The whole nodehealer story on a local test bed, as a timeline.
 #[derive(Parser, Debug)]
@@ -96,9 +105,16 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
             .create(&PostParams::default(), &obj)
             .await?;
     }
-    println!("-- creating the Magnum cluster {CLUSTER:?}: 3 control-plane nodes, 3 workers");
+    let workers = if args.scenario == Scenario::ReservedHost {
+        4
+    } else {
+        3
+    };
+    println!(
+        "-- creating the Magnum cluster {CLUSTER:?}: 3 control-plane nodes, {workers} workers"
+    );
     let cluster = tb
-        .create_cluster(ClusterSpec::magnum(CLUSTER, 3, 3))
+        .create_cluster(ClusterSpec::magnum(CLUSTER, 3, workers))
         .await?;
     let magnum_id = cluster.magnum_id.clone().context("a Magnum cluster")?;
 
@@ -131,12 +147,18 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     let kubeconfig = chart_service_account_kubeconfig(tb, &client).await?;
     let operator = start_operator(tb, args, &kubeconfig)?;
 
+    let standby = if args.scenario == Scenario::ReservedHost {
+        Some(prepare_full_pool(&client, &cluster).await?)
+    } else {
+        None
+    };
     println!("-- running a StatefulSet with a ReadWriteOnce volume on the workers");
-    stateful_app(
+    stateful_app_requesting(
         &client,
         APP_NAMESPACE,
         "db",
         &[(CLUSTER_LABEL, CLUSTER), (MAGNUM_ROLE_LABEL, "worker")],
+        standby.as_ref().map(|_| BIG_CPU),
     )
     .await?;
     wait_for(Duration::from_secs(60), "db-0 running", || async {
@@ -162,9 +184,10 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     timeline.restart_clock();
     for v in &victims {
         match args.scenario {
-            Scenario::PowerCycle | Scenario::ControlPlane | Scenario::Storm => {
-                tb.fail_node(v).await?
-            }
+            Scenario::PowerCycle
+            | Scenario::ControlPlane
+            | Scenario::Storm
+            | Scenario::ReservedHost => tb.fail_node(v).await?,
             Scenario::KubeletHang => tb.kubelet_hang(v).await?,
             Scenario::Replace => tb.host_down(v).await?,
         }
@@ -176,7 +199,7 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     loop {
         let snap = snapshot(&client, &tb.sim, &scope).await?;
         let nhc_lines = nhc_watch.changes(&client).await?;
-        note_milestones(&mut timeline, &snap, &victim, &home);
+        note_milestones(&mut timeline, &snap, &victim, &home, standby.as_deref());
         timeline.observe(snap.clone());
         for line in nhc_lines {
             timeline.say(line);
@@ -232,13 +255,33 @@ fn breaking(scenario: Scenario, victims: &[String]) -> String {
         Scenario::Replace => format!("the hypervisor of worker {v} dies; Nova still says ACTIVE"),
         Scenario::Storm => format!("workers {v} die at once: two of three"),
         Scenario::ControlPlane => format!("the server of control-plane node {v} crashes"),
+        Scenario::ReservedHost => {
+            format!("the server of worker {v} (running db-0; no room on the other workers) crashes")
+        }
     }
 }
 
 /// Marks the moments the summary reports.
-fn note_milestones(t: &mut Timeline, snap: &Snapshot, victim: &str, home: &str) {
+fn note_milestones(
+    t: &mut Timeline,
+    snap: &Snapshot,
+    victim: &str,
+    home: &str,
+    standby: Option<&str>,
+) {
     if snap.nodes.get(victim).is_some_and(|n| n.ready != "True") {
         t.milestone("node not Ready");
+    }
+    if let Some(standby) = standby
+        && snap.nodes.get(standby).is_some_and(|n| {
+            n.ready == "True"
+                && !n
+                    .taints
+                    .iter()
+                    .any(|t| t.starts_with("nodehealer.io/reserved"))
+        })
+    {
+        t.milestone("standby in service");
     }
     if !snap.remediations.is_empty() {
         t.milestone("remediation created");
@@ -298,6 +341,36 @@ fn summary(t: &Timeline, scenario: Scenario) {
             d.as_secs_f64()
         );
     }
+}
+
+/// The ReservedHost story's pool: the last worker is labelled as the standby (nodehealer
+/// taints it), and the two workers besides the first get a pod that takes their room, so the
+/// story's pod can run only on the first worker, or on the standby once it is in service.
+/// Returns the standby.
+async fn prepare_full_pool(client: &kube::Client, cluster: &TestCluster) -> Result<String> {
+    let workers = cluster.nodes_with_role("worker");
+    let standby = workers.last().context("workers")?.clone();
+    println!("-- labelling {standby} {STANDBY_LABEL}=true: nodehealer makes it the pool's standby");
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(
+            &standby,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {STANDBY_LABEL: "true"}}})),
+        )
+        .await?;
+    wait_for(Duration::from_secs(30), "the standby tainted", || async {
+        let node = nodes.get(&standby).await?;
+        Ok(nodehealer_testbed::taint_strings(&node)
+            .iter()
+            .any(|t| t.starts_with("nodehealer.io/reserved")))
+    })
+    .await?;
+    for (i, w) in workers.iter().enumerate().skip(1).take(2) {
+        println!("-- a pod asking for {BIG_CPU} of 32 CPUs fills {w}");
+        filler_pod(client, APP_NAMESPACE, &format!("filler-{i}"), w, BIG_CPU).await?;
+    }
+    Ok(standby)
 }
 
 /// Prints the nodes, the servers (like `openstack server list`) and where the pod runs.
@@ -363,6 +436,12 @@ fn health_checks(scenario: Scenario) -> Vec<Value> {
         Scenario::Storm => workers(
             json!({"remediationTemplate": template("power-cycle"), "stormCooldownDuration": "20s"}),
             "1",
+        ),
+        Scenario::ReservedHost => workers(
+            json!({"remediationTemplate": template("power-cycle"),
+                   "recovery": {"method": "ReservedHost",
+                                "reservedNodeSelector": {"matchLabels": {STANDBY_LABEL: "true"}}}}),
+            "50%",
         ),
         _ => workers(
             json!({"remediationTemplate": template("power-cycle")}),
