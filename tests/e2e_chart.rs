@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::{Node, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
@@ -260,13 +260,7 @@ async fn the_operator_heals_a_node_with_only_the_charts_permissions() -> Result<
     if let Err(e) = installed {
         bail!("helm install: {e}");
     }
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "openstack-cloud"},
-        "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    support::cloud_secret(tb, &client, &ns, "openstack-cloud").await?;
 
     // The chart's ServiceAccount, and a kubeconfig with its token only.
     let sa_name = format!("{release}-nodehealer");

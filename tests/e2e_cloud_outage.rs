@@ -6,8 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use k8s_openapi::api::core::v1::{Event, Node, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::core::v1::{Event, Node};
+use kube::api::{Api, ListParams};
 use nodehealer::api::{Remediation, RemediationPhase};
 use nodehealer_testbed::{ClusterSpec, ready_status, taint_strings, wait_for};
 use openstack_sim::Fault;
@@ -24,13 +24,7 @@ async fn a_keystone_outage_holds_the_remediation_and_it_resumes_when_keystone_re
     let ns = tb.namespace("outage").await?;
     let cluster = tb.create_cluster(ClusterSpec::magnum(&ns, 0, 2)).await?;
     let client = tb.client().await?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "openstack-cloud"},
-        "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    support::cloud_secret(tb, &client, &ns, "openstack-cloud").await?;
     let victim = cluster.nodes_with_role("worker")[0].clone();
     let server = cluster.servers[&victim].clone();
     let nodes: Api<Node> = Api::all(client.clone());
@@ -43,16 +37,14 @@ async fn a_keystone_outage_holds_the_remediation_and_it_resumes_when_keystone_re
     tb.sim.add_fault(Fault::keystone_down());
     let op = Operator::start(tb, &ns, &["--controllers=remediation"])?;
     let rems: Api<Remediation> = Api::namespaced(client.clone(), &ns);
-    let rem: Remediation = serde_json::from_value(json!({
-        "apiVersion": "nodehealer.io/v1alpha1", "kind": "Remediation",
-        "metadata": {"name": victim, "annotations": {
-            "remediation.medik8s.io/node-name": victim,
-            "remediation.medik8s.io/template-name": "power-cycle"
-        }},
-        "spec": {"action": "PowerCycle", "openstack": {
-            "cloudSecretRef": {"name": "openstack-cloud"}, "cloud": "openstack"}}
-    }))?;
-    rems.create(&PostParams::default(), &rem).await?;
+    support::remediate(
+        &client,
+        &ns,
+        &victim,
+        json!({"action": "PowerCycle", "openstack": {
+            "cloudSecretRef": {"name": "openstack-cloud"}, "cloud": "openstack"}}),
+    )
+    .await?;
     let said = wait_for(
         Duration::from_secs(60),
         "the outage in the status",
@@ -72,16 +64,10 @@ async fn a_keystone_outage_holds_the_remediation_and_it_resumes_when_keystone_re
     let error = rems.get(&victim).await?.status.unwrap().last_error.unwrap();
     assert!(error.to_lowercase().contains("keystone"), "{error}");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let nova_actions = || {
-        tb.sim
-            .request_log()
-            .into_iter()
-            .filter(|r| r.server_id.as_deref() == Some(server.as_str()))
-            .filter(|r| r.method == "POST" && (200..300).contains(&r.status))
-            .filter_map(|r| r.action)
-            .collect::<Vec<_>>()
-    };
-    assert!(nova_actions().is_empty(), "nothing sent during the outage");
+    assert!(
+        support::accepted_actions(tb, &server).is_empty(),
+        "nothing sent during the outage"
+    );
     let taints = taint_strings(&nodes.get(&victim).await?);
     assert!(
         !taints
@@ -112,7 +98,10 @@ async fn a_keystone_outage_holds_the_remediation_and_it_resumes_when_keystone_re
     if let Err(e) = done {
         bail!("{e}\nlog:\n{}", op.log_tail());
     }
-    assert_eq!(nova_actions(), vec!["os-stop", "os-start"]);
+    assert_eq!(
+        support::accepted_actions(tb, &server),
+        vec!["os-stop", "os-start"]
+    );
     nodehealer_testbed::report_timing(
         "Keystone back -> the held PowerCycle Succeeded",
         back.elapsed(),

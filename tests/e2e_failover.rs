@@ -9,8 +9,7 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, PostParams};
+use kube::api::{Api, DynamicObject};
 use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
@@ -47,13 +46,7 @@ impl Story {
             .create_cluster(ClusterSpec::magnum(&ns, 1, workers))
             .await?;
         let client = tb.client().await?;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "openstack-cloud"},
-            "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
-        }))?;
-        Api::<Secret>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &secret)
-            .await?;
+        support::cloud_secret(tb, &client, &ns, "openstack-cloud").await?;
         let mut template = template;
         template["metadata"]["namespace"] = json!(ns);
         create(&client, &template).await?;
@@ -146,17 +139,7 @@ impl Story {
 
     /// Accepted OpenStack actions on a server, from the simulator's request log.
     fn accepted_actions(&self, server: &str) -> Vec<String> {
-        self.tb
-            .sim
-            .request_log()
-            .into_iter()
-            .filter(|r| r.server_id.as_deref() == Some(server) && (200..300).contains(&r.status))
-            .filter_map(|r| match (r.method.as_str(), r.action) {
-                ("POST", Some(a)) => Some(a),
-                ("DELETE", _) => Some("delete".into()),
-                _ => None,
-            })
-            .collect()
+        support::accepted_actions(self.tb, server)
     }
 }
 

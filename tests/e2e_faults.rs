@@ -116,18 +116,7 @@ impl Bed {
 
     /// Creates a Remediation for `node` as a NodeHealthCheck would.
     async fn remediate(&self, node: &str, spec: Value) -> Result<()> {
-        let rem: Remediation = serde_json::from_value(json!({
-            "apiVersion": "nodehealer.io/v1alpha1", "kind": "Remediation",
-            "metadata": {"name": node, "annotations": {
-                "remediation.medik8s.io/node-name": node,
-                "remediation.medik8s.io/template-name": "test"
-            }},
-            "spec": spec
-        }))?;
-        self.remediations()
-            .create(&PostParams::default(), &rem)
-            .await?;
-        Ok(())
+        support::remediate(&self.client, &self.ns, node, spec).await
     }
 
     async fn hang_all(&self, nodes: &[String]) -> Result<()> {
@@ -167,26 +156,15 @@ impl Bed {
             .unwrap_or_default())
     }
 
-    /// Every accepted OpenStack action on the cluster's servers, by server.
+    /// Every accepted OpenStack action on the cluster's servers, by server (servers with none
+    /// left out).
     fn accepted_actions(&self) -> BTreeMap<String, Vec<String>> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for r in self.tb.sim.request_log() {
-            let Some(server) = r.server_id.clone() else {
-                continue;
-            };
-            if !self.cluster.servers.values().any(|s| s == &server)
-                || !(200..300).contains(&r.status)
-            {
-                continue;
-            }
-            let action = match (r.method.as_str(), r.action) {
-                ("POST", Some(a)) => a,
-                ("DELETE", _) => "delete".into(),
-                _ => continue,
-            };
-            out.entry(server).or_default().push(action);
-        }
-        out
+        self.cluster
+            .servers
+            .values()
+            .map(|s| (s.clone(), support::accepted_actions(self.tb, s)))
+            .filter(|(_, actions)| !actions.is_empty())
+            .collect()
     }
 
     async fn events(&self) -> Result<Vec<(String, String)>> {

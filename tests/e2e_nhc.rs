@@ -17,7 +17,7 @@ use nodehealer::api::{NodeHealthCheck, NodeHealthCheckPhase, NodeHealthCheckStat
 use nodehealer_testbed::objects::{create, resource};
 use nodehealer_testbed::{ClusterSpec, TestBed, TestCluster, is_ready, wait_for};
 use serde_json::{Value, json};
-use support::{Operator, SCOPE_LABEL};
+use support::{Operator, SCOPE_LABEL, blocked};
 
 fn remediation_resource() -> ApiResource {
     nodehealer_testbed::objects::nodehealer_resource("Remediation")
@@ -216,14 +216,6 @@ fn fill_namespaces(spec: &mut Value, ns: &str) {
 
 fn annotations(o: &DynamicObject) -> BTreeMap<String, String> {
     o.metadata.annotations.clone().unwrap_or_default()
-}
-
-fn blocked(status: &NodeHealthCheckStatus, node: &str) -> Option<String> {
-    status
-        .unhealthy_nodes
-        .iter()
-        .find(|u| u.name == node)
-        .and_then(|u| u.blocked_reason.clone())
 }
 
 /// A worker fails: after the duration exactly one Remediation exists, made as the contract

@@ -9,8 +9,8 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::{Node, Secret};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use nodehealer::api::{NodeHealthCheck, NodeHealthCheckStatus, RecoveryMethod};
 use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
@@ -20,7 +20,7 @@ use nodehealer_testbed::{
 };
 use openstack_sim::{Fault, Service};
 use serde_json::{Value, json};
-use support::{Operator, SCOPE_LABEL};
+use support::{Operator, SCOPE_LABEL, blocked};
 
 const STANDBY_SELECTOR_LABEL: &str = "pool.example.com/standby";
 const RESERVED_TAINT: &str = "nodehealer.io/reserved";
@@ -50,13 +50,7 @@ impl PoolStory {
             .create_cluster(ClusterSpec::magnum(&ns, 1, workers))
             .await?;
         let client = tb.client().await?;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "openstack-cloud"},
-            "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
-        }))?;
-        Api::<Secret>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &secret)
-            .await?;
+        support::cloud_secret(tb, &client, &ns, "openstack-cloud").await?;
         let mut openstack =
             json!({"cloudSecretRef": {"name": "openstack-cloud"}, "cloud": "openstack"});
         if magnum {
@@ -161,13 +155,7 @@ impl PoolStory {
     }
 
     async fn blocked_reason(&self, node: &str) -> Result<Option<String>> {
-        Ok(self
-            .status()
-            .await?
-            .unhealthy_nodes
-            .into_iter()
-            .find(|u| u.name == node)
-            .and_then(|u| u.blocked_reason))
+        Ok(blocked(&self.status().await?, node))
     }
 
     async fn remediations(&self) -> Result<Vec<String>> {
@@ -559,12 +547,4 @@ async fn maintenance_pause_and_the_magnum_cluster_block_with_their_reason() -> R
     .await
     .with_context(|| s.op.log_tail())?;
     Ok(())
-}
-
-fn blocked(status: &NodeHealthCheckStatus, node: &str) -> Option<String> {
-    status
-        .unhealthy_nodes
-        .iter()
-        .find(|u| u.name == node)
-        .and_then(|u| u.blocked_reason.clone())
 }

@@ -40,13 +40,7 @@ impl Scenario {
             .create_cluster(ClusterSpec::magnum(&ns, masters, workers))
             .await?;
         let client = tb.client().await?;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": "cloud-credentials"},
-            "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
-        }))?;
-        Api::<Secret>::namespaced(client.clone(), &ns)
-            .create(&PostParams::default(), &secret)
-            .await?;
+        support::cloud_secret(tb, &client, &ns, "cloud-credentials").await?;
         let op = Operator::start(tb, &ns, &["--controllers=remediation"])?;
         Ok(Scenario {
             tb,
@@ -76,22 +70,7 @@ impl Scenario {
             }
         }
         spec["openstack"] = openstack;
-        let rem: Remediation = serde_json::from_value(json!({
-            "apiVersion": "nodehealer.io/v1alpha1",
-            "kind": "Remediation",
-            "metadata": {
-                "name": node,
-                "annotations": {
-                    "remediation.medik8s.io/node-name": node,
-                    "remediation.medik8s.io/template-name": "test"
-                }
-            },
-            "spec": spec
-        }))?;
-        self.remediations()
-            .create(&PostParams::default(), &rem)
-            .await?;
-        Ok(())
+        support::remediate(&self.client, &self.ns, node, spec).await
     }
 
     fn remediations(&self) -> Api<Remediation> {
@@ -178,17 +157,7 @@ impl Scenario {
 
     /// Accepted OpenStack actions on a server, from the simulator's request log.
     fn accepted_actions(&self, server: &str) -> Vec<String> {
-        self.tb
-            .sim
-            .request_log()
-            .into_iter()
-            .filter(|r| r.server_id.as_deref() == Some(server) && (200..300).contains(&r.status))
-            .filter_map(|r| match (r.method.as_str(), r.action) {
-                ("POST", Some(a)) => Some(a),
-                ("DELETE", _) => Some("delete".into()),
-                _ => None,
-            })
-            .collect()
+        support::accepted_actions(self.tb, server)
     }
 
     async fn events(&self, reason: &str) -> Result<Vec<String>> {

@@ -6,8 +6,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use nodehealer::api::{NodeHealthCheckStatus, Remediation};
 use nodehealer_testbed::procs::{Proc, free_port};
 use nodehealer_testbed::{TestBed, wait_for};
+use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 /// The label every test's NodeHealthChecks carry, with the test's namespace as the value; the
@@ -127,4 +131,56 @@ impl Operator {
     pub fn log_tail(&self) -> String {
         self.proc.log_tail(60)
     }
+}
+
+/// Creates the Secret `name` in `ns` holding the test bed's clouds.yaml (cloud `openstack`).
+pub async fn cloud_secret(tb: &TestBed, client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": {"clouds.yaml": tb.clouds_yaml("openstack")}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    Ok(())
+}
+
+/// Creates a Remediation for `node` in `ns` exactly as a NodeHealthCheck would (the contract's
+/// name and annotations), with `spec`.
+pub async fn remediate(client: &kube::Client, ns: &str, node: &str, spec: Value) -> Result<()> {
+    let rem: Remediation = serde_json::from_value(json!({
+        "apiVersion": "nodehealer.io/v1alpha1", "kind": "Remediation",
+        "metadata": {"name": node, "annotations": {
+            "remediation.medik8s.io/node-name": node,
+            "remediation.medik8s.io/template-name": "test"
+        }},
+        "spec": spec
+    }))?;
+    Api::<Remediation>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &rem)
+        .await?;
+    Ok(())
+}
+
+/// The OpenStack actions the simulator accepted for `server`, in order (`delete` for a DELETE).
+pub fn accepted_actions(tb: &TestBed, server: &str) -> Vec<String> {
+    tb.sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.server_id.as_deref() == Some(server) && (200..300).contains(&r.status))
+        .filter_map(|r| match (r.method.as_str(), r.action) {
+            ("POST", Some(a)) => Some(a),
+            ("DELETE", _) => Some("delete".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Why a NodeHealthCheck does nothing for `node`, from its status.
+pub fn blocked(status: &NodeHealthCheckStatus, node: &str) -> Option<String> {
+    status
+        .unhealthy_nodes
+        .iter()
+        .find(|u| u.name == node)
+        .and_then(|u| u.blocked_reason.clone())
 }
