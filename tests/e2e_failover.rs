@@ -344,13 +344,17 @@ async fn a_hung_kubelet_is_rebooted_without_fencing() -> Result<()> {
     s.sample().await?;
     s.timeline.restart_clock();
     s.tb.kubelet_hang(&home).await?;
+    let tb = s.tb;
     s.follow(
         Duration::from_secs(90),
         |t, snap| {
             if snap.nodes.get(&home).is_some_and(|n| n.ready != "True") {
                 t.milestone("node not Ready");
             }
-            if !snap.remediations.is_empty() {
+            // The node is Ready again as soon as the reboot starts, and its Remediation is
+            // removed at once (healthyDelay 0s): the whole life of the object can fall between
+            // two samples, so its reboot in the simulator's log counts as seeing it.
+            if !snap.remediations.is_empty() || !support::accepted_actions(tb, &server).is_empty() {
                 t.milestone("remediation created");
             }
             if t.at("remediation created").is_some() && snap.whole(nodes) {
