@@ -687,7 +687,10 @@ impl Machine<'_> {
             }
             None => {
                 // The answer never arrived. Only the server can say whether it got there.
-                let touched = server.updated.is_some_and(|u| u >= sent_at);
+                // Both times have whole seconds only (Nova's `updated`, and `sentAt` once
+                // stored): a change in the same second as the record may well have come
+                // before the request, so only a later second proves the server was touched.
+                let touched = server.updated.is_some_and(|u| u > sent_at);
                 if in_progress(server) || touched {
                     self.set_outcome(name, OUTCOME_ACCEPTED);
                     None

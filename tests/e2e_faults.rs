@@ -23,6 +23,9 @@ use serde_json::{Value, json};
 use support::{Operator, SCOPE_LABEL};
 
 const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
+/// The operator is killed every KILL_MIN_MS + [0, KILL_SPREAD_MS) milliseconds.
+const KILL_MIN_MS: u64 = 50;
+const KILL_SPREAD_MS: u64 = 350;
 
 struct Bed {
     tb: &'static TestBed,
@@ -234,7 +237,8 @@ async fn twenty_remediations_survive_an_operator_killed_at_random_moments() -> R
     let mut kills = 0;
     let mut freed_too_early = Vec::new();
     let mut saw_remediations = false;
-    let mut next_kill = Instant::now() + Duration::from_millis(200 + rng.next_below(1300));
+    let mut next_kill =
+        Instant::now() + Duration::from_millis(KILL_MIN_MS + rng.next_below(KILL_SPREAD_MS));
     loop {
         let list = rems.list(&ListParams::default()).await?.items;
         saw_remediations |= !list.is_empty();
@@ -259,23 +263,31 @@ async fn twenty_remediations_survive_an_operator_killed_at_random_moments() -> R
             break;
         }
         if started.elapsed() > Duration::from_secs(300) {
+            let stuck: Vec<String> = list
+                .iter()
+                .map(|r| {
+                    let node = r.metadata.name.clone().unwrap_or_default();
+                    let server = bed
+                        .cluster
+                        .servers
+                        .get(&node)
+                        .and_then(|id| bed.tb.sim.server(id));
+                    format!("{node}: status {:#?}\n  server {server:?}", r.status)
+                })
+                .collect();
             bail!(
-                "not finished after {kills} kills (seed {seed}); remediations: {:?}\nlog:\n{}",
-                list.iter()
-                    .map(|r| (
-                        r.metadata.name.clone(),
-                        r.status.as_ref().and_then(|s| s.phase)
-                    ))
-                    .collect::<Vec<_>>(),
+                "not finished after {kills} kills (seed {seed}):\n{}\nlog:\n{}",
+                stuck.join("\n"),
                 op.log_tail()
             );
         }
         // Kill at random moments from the failure on (while the NodeHealthCheck creates the
         // remediations, while they fence, free and recover), ten times at most.
-        if kills < 10 && Instant::now() >= next_kill {
+        if kills < 30 && Instant::now() >= next_kill {
             op.restart(bed.tb)?;
             kills += 1;
-            next_kill = Instant::now() + Duration::from_millis(200 + rng.next_below(1300));
+            next_kill = Instant::now()
+                + Duration::from_millis(KILL_MIN_MS + rng.next_below(KILL_SPREAD_MS));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -726,3 +726,49 @@ fn nothing_starts_while_the_magnum_cluster_has_healing_off_but_a_started_remedia
     let plan = run(&spec, &status, &obs, t(3));
     assert_ne!(plan.status.phase, Some(RemediationPhase::Fencing));
 }
+
+#[test]
+fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arrived() {
+    // The stop finished in the second the start was recorded (times have whole seconds);
+    // then the controller died before sending the start.
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut obs = observed(Some(false), server("SHUTOFF", None));
+    let mut status = RemediationStatus::default();
+    status.steps.push(StepRecord {
+        name: "Recover".into(),
+        started: Time(t(0)),
+        finished: None,
+        requests: vec![OpenStackRequest {
+            action: "os-start".into(),
+            sent_at: Time(t(0)),
+            target: None,
+            outcome: None,
+        }],
+        message: None,
+    });
+    status.phase = Some(RemediationPhase::Recovering);
+    if let ServerObservation::Present(s) = &mut obs.server {
+        s.updated = Some(t(0));
+    }
+    let plan = run(&spec, &status, &obs, t(5));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(
+        plan.status.steps[0].requests[0].outcome, None,
+        "not taken as accepted"
+    );
+    let plan = run(&spec, &status, &obs, t(31));
+    assert_eq!(
+        plan.action,
+        Action::Cloud(CloudRequest::Start),
+        "sent again after the grace"
+    );
+    // A change in a later second does prove it.
+    if let ServerObservation::Present(s) = &mut obs.server {
+        s.updated = Some(t(1));
+    }
+    let plan = run(&spec, &status, &obs, t(5));
+    assert_eq!(
+        plan.status.steps[0].requests[0].outcome.as_deref(),
+        Some(OUTCOME_ACCEPTED)
+    );
+}

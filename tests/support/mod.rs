@@ -40,6 +40,9 @@ pub struct Operator {
     pub http_port: u16,
     pub args: Vec<String>,
     name: String,
+    /// The process name of the first start; restarts are numbered after it.
+    base: String,
+    restarts: u32,
 }
 
 impl Operator {
@@ -89,12 +92,15 @@ impl Operator {
         args.extend(extra);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodehealer"));
         cmd.args(&args);
-        let proc = tb.spawn_process(&format!("{ns}-{name}"), cmd)?;
+        let base = format!("{ns}-{name}");
+        let proc = tb.spawn_process(&base, cmd)?;
         Ok(Operator {
             proc,
             http_port,
             args,
             name: name.to_string(),
+            base,
+            restarts: 0,
         })
     }
 
@@ -103,7 +109,8 @@ impl Operator {
         self.proc.kill();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_nodehealer"));
         cmd.args(&self.args);
-        self.proc = tb.spawn_process(&format!("{}-restarted", self.proc.name), cmd)?;
+        self.restarts += 1;
+        self.proc = tb.spawn_process(&format!("{}-{}", self.base, self.restarts), cmd)?;
         Ok(())
     }
 
