@@ -804,7 +804,6 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
         policy.recovery.as_ref(),
         policy.dry_run,
         pool,
-        &pool.pending_pods,
         &mut nodes,
         &mut in_flight,
         now,

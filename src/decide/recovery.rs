@@ -230,7 +230,6 @@ pub(super) fn plan(
     recovery: Option<&RecoveryPolicy>,
     dry_run: bool,
     pool: &Pool,
-    pending_pods: &[PendingPod],
     decisions: &mut [NodeDecision],
     in_flight: &mut usize,
     now: Timestamp,
@@ -304,8 +303,11 @@ pub(super) fn plan(
                 .filter_map(|r| r.created)
                 .min();
             if let Some(began) = began {
-                let freed: Vec<&PendingPod> =
-                    pending_pods.iter().filter(|p| p.created >= began).collect();
+                let freed: Vec<&PendingPod> = pool
+                    .pending_pods
+                    .iter()
+                    .filter(|p| p.created >= began)
+                    .collect();
                 plan.pending_pods = freed.len();
                 let oldest = freed.iter().map(|p| p.unschedulable_since).min();
                 let last_promotion = pool
