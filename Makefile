@@ -6,6 +6,7 @@
 #   make generate  regenerate crds/ from the Rust types
 #   make lint      rustfmt and clippy, warnings are errors
 #   make bench     benchmarks (see README)
+#   make static    the container image's binary: static, for musl (as the Dockerfile builds it)
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -15,7 +16,7 @@ TEST_THREADS ?= 24
 # reserved-host.
 SCENARIO ?= power-cycle
 
-.PHONY: all testbed test unit lint generate demo bench clean-runs
+.PHONY: all testbed test unit lint generate demo bench static clean-runs
 
 all: test
 
@@ -35,6 +36,16 @@ test: testbed lint
 	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
 	@for f in target/test-timelines/*.txt; do [ -f "$$f" ] && { echo "=== timeline: $$(basename $$f .txt)"; cat "$$f"; }; done; true
 	@echo "=== timings measured by the tests"; cat target/test-timings.txt 2>/dev/null || true
+
+# The image's binary, built as the Dockerfile builds it, and checked to need no C library.
+static:
+	rustup target add x86_64-unknown-linux-musl
+	command -v musl-gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq musl-tools; }
+	$(CARGO) build --release --locked --target x86_64-unknown-linux-musl --bin nodehealer
+	@ldd target/x86_64-unknown-linux-musl/release/nodehealer 2>&1 | grep -Eq 'statically linked|not a dynamic executable' \
+	  || { echo "target/x86_64-unknown-linux-musl/release/nodehealer is not static"; exit 1; }
+	target/x86_64-unknown-linux-musl/release/nodehealer --version
+	@echo "static binary: target/x86_64-unknown-linux-musl/release/nodehealer"
 
 generate:
 	$(CARGO) run --locked --quiet --bin crdgen -- --out-dir crds
