@@ -1094,8 +1094,8 @@ async fn mark_node(
         ..Default::default()
     };
     nodes.patch(name, &params, &Patch::Merge(&patch)).await?;
-    for _ in 0..250 {
-        let seen = ctx.nodes.get(&ObjectRef::new(name)).is_none_or(|n| {
+    wait_for_cache("a node's reserved-host role", || {
+        ctx.nodes.get(&ObjectRef::new(name)).is_none_or(|n| {
             n.labels().get(RESERVED_HOST_LABEL).map(String::as_str) == Some(role)
                 && n.spec
                     .as_ref()
@@ -1104,16 +1104,9 @@ async fn mark_node(
                     .flatten()
                     .any(|t| t.key == RESERVED_TAINT_KEY)
                     == reserved_taint
-        });
-        if seen {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tracing::warn!(
-        node = name,
-        "a node's role did not reach the cache within 5 s"
-    );
+        })
+    })
+    .await;
     Ok(())
 }
 
@@ -1339,13 +1332,22 @@ async fn delete(ctx: &Context, templates: &Templates, id: &RemediationId) -> Res
 
 /// Waits (briefly) until an object matching `found` is in the cache.
 async fn wait_in_cache(store: &Store<DynamicObject>, found: impl Fn(&DynamicObject) -> bool) {
+    wait_for_cache("a remediation object", || {
+        store.state().iter().any(|o| found(o))
+    })
+    .await;
+}
+
+/// Waits (briefly) until `seen` says our write reached the cache, so the next round cannot
+/// decide on the state from before it (and create or promote twice).
+async fn wait_for_cache(what: &str, seen: impl Fn() -> bool) {
     for _ in 0..250 {
-        if store.state().iter().any(|o| found(o)) {
+        if seen() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tracing::warn!("a write did not reach the cache within 5 s");
+    tracing::warn!("{what} written did not reach the cache within 5 s");
 }
 
 /// Writes the status, with its events, when it changed.
