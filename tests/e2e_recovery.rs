@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use nodehealer::api::{NodeHealthCheck, NodeHealthCheckStatus, RecoveryMethod};
 use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
@@ -401,6 +401,35 @@ async fn auto_priority_promotes_a_standby_when_freed_pods_find_no_room() -> Resu
     timeline.say(format!(
         "the server of {home} crashes; Nova refuses to start it again"
     ));
+    // As soon as the remediation runs, a pod appears that waits for another pool's nodes: it
+    // is unschedulable too, but no standby of this pool could take it, so it must not count.
+    let foreign = tokio::spawn({
+        let (client, ns, nhc) = (s.client.clone(), s.ns.clone(), s.nhc.clone());
+        async move {
+            wait_for(Duration::from_secs(60), "a remediation", || async {
+                let api: Api<NodeHealthCheck> = Api::all(client.clone());
+                let st = api.get(&nhc).await?.status.unwrap_or_default();
+                Ok(st
+                    .unhealthy_nodes
+                    .iter()
+                    .any(|n| !n.remediations.is_empty()))
+            })
+            .await?;
+            create(
+                &client,
+                &json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "gpu-job", "namespace": ns},
+                    "spec": {
+                        "nodeSelector": {"pool.example.com/gpu": "a100"},
+                        "containers": [{"name": "job", "image": "registry.invalid/job:1"}]
+                    }
+                }),
+            )
+            .await
+            .map(drop)
+        }
+    });
     let result = s
         .follow(
             &mut timeline,
@@ -408,6 +437,14 @@ async fn auto_priority_promotes_a_standby_when_freed_pods_find_no_room() -> Resu
             |t, snap| {
                 if has_taint(snap, &home, OUT_OF_SERVICE) {
                     t.milestone("out-of-service taint");
+                }
+                if t.at("out-of-service taint").is_some()
+                    && snap
+                        .pod
+                        .as_ref()
+                        .is_some_and(|p| p.phase == "Pending" && !p.terminating && p.node.is_none())
+                {
+                    t.milestone("db-0 pending again");
                 }
                 if ready(snap, &standby) && !has_taint(snap, &standby, RESERVED_TAINT) {
                     t.milestone("standby in service");
@@ -419,21 +456,55 @@ async fn auto_priority_promotes_a_standby_when_freed_pods_find_no_room() -> Resu
             |t| t.at("pod running on the former standby").is_some(),
         )
         .await;
+    let counted = async {
+        result?;
+        foreign.await??;
+        // While the remediation still runs (Nova refuses the start), db-0 is placed and only
+        // the foreign pod is unschedulable: nothing is left for this pool to make room for.
+        wait_for(Duration::from_secs(30), "gpu-job unschedulable", || async {
+            let pod: Pod = Api::namespaced(s.client.clone(), &s.ns)
+                .get("gpu-job")
+                .await?;
+            Ok(pod
+                .status
+                .and_then(|st| st.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "PodScheduled" && c.reason.as_deref() == Some("Unschedulable")))
+        })
+        .await?;
+        s.wait_status("no pending pod counted", |st| {
+            st.recovery.as_ref().and_then(|r| r.pending_pods) == Some(0)
+                && st
+                    .unhealthy_nodes
+                    .iter()
+                    .any(|n| !n.remediations.is_empty())
+        })
+        .await
+    }
+    .await;
     s.tb.sim.clear_faults();
-    result?;
+    counted?;
     nodehealer_testbed::report_timeline(
         "auto_priority_promotes_a_standby_when_freed_pods_find_no_room",
         &timeline.render(),
     );
     let at = |m: &str| timeline.at(m).with_context(|| format!("milestone {m}"));
-    let (freed, promoted, moved) = (
+    let (freed, pending, promoted, moved) = (
         at("out-of-service taint")?,
+        at("db-0 pending again")?,
         at("standby in service")?,
         at("pod running on the former standby")?,
     );
     assert!(
         promoted >= freed + Duration::from_secs(3),
         "the standby waited for the pod to stay pending {freed:?} -> {promoted:?}"
+    );
+    // Counted from db-0, not from the foreign pod created earlier (the scheduler's time has
+    // whole seconds, and the samples are 100 ms apart: 1.5 s of the 3 s are certain).
+    assert!(
+        promoted >= pending + Duration::from_millis(1500),
+        "the standby waited for db-0, not for the foreign pod: {pending:?} -> {promoted:?}"
     );
     report_timing(
         "AutoPriority (no room, pendingPodTimeout 3s): node death -> StatefulSet pod Running on the standby",

@@ -515,7 +515,9 @@ pub struct RecoveryStatus {
     pub in_service: Vec<InServiceNode>,
 
     /// `AutoPriority`: pods created since a remediation began that the scheduler could not
-    /// place; a standby is brought into service when they wait longer than `pendingPodTimeout`.
+    /// place and that could run on a standby of the pool (node selector, required node
+    /// affinity, tolerations); a standby is brought into service when they wait longer than
+    /// `pendingPodTimeout`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_pods: Option<i32>,
 }

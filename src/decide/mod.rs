@@ -24,6 +24,7 @@
 //! - **dryRun**: every outcome that would write something is reported as
 //!   [`BlockReason::DryRun`] with what would have been done; counts are updated as if it had.
 
+pub mod placement;
 pub mod recovery;
 pub mod storm;
 

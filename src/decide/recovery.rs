@@ -26,7 +26,10 @@
 //! - `AutoPriority`: the scheduler places freed pods first. When pods that could not be
 //!   scheduled (`PodScheduled=False`, reason `Unschedulable`), created since the remediation of a
 //!   node without a replacement began, have waited `pendingPodTimeout` (counted again from the
-//!   last promotion of the pool), one standby is promoted for that node.
+//!   last promotion of the pool), one standby is promoted for that node. Only pods that could
+//!   run on the standby count (its labels and taints against their node selector, required node
+//!   affinity and tolerations, see [`super::placement`]): a pod waiting for another pool's
+//!   nodes brings none of ours into service.
 //! - A failed standby is remediated like any node; it needs no replacement (it ran nothing).
 //! - A node "has a replacement for this failure" when an in-service node names it in
 //!   `replaced-node` with a `promoted-at` not older than the start of its current unhealthiness.
@@ -36,6 +39,7 @@ use std::time::Duration as StdDuration;
 
 use jiff::Timestamp;
 
+use super::placement::{NodeTraits, Placement, fits};
 use super::{BlockReason, NodeDecision, Outcome, Pool, PoolNode};
 use crate::api::RecoveryMethod;
 use crate::api::contract::LeaseState;
@@ -99,6 +103,9 @@ pub struct Reserved {
     pub selected: bool,
     /// It carries the reserved taint.
     pub tainted: bool,
+    /// Its labels and taints, read for standbys only: `AutoPriority` promotes a standby only
+    /// for pods that could run on it.
+    pub traits: NodeTraits,
 }
 
 /// The recovery part of a NodeHealthCheck's policy.
@@ -117,6 +124,8 @@ pub struct PendingPod {
     pub created: Timestamp,
     /// When the scheduler first reported it unschedulable.
     pub unschedulable_since: Timestamp,
+    /// Which nodes it may run on.
+    pub placement: Placement,
 }
 
 /// Bring `standby` into service in place of `replaces`.
@@ -192,10 +201,17 @@ pub fn unavailable(node: &PoolNode) -> Option<String> {
 
 /// Whether the node is one of the pool's standbys (or is about to be made one).
 pub fn is_standby(node: &PoolNode) -> bool {
-    match node.reserved.role {
-        ReservedRole::Standby => true,
-        ReservedRole::None => node.reserved.selected,
-        ReservedRole::InService { .. } => false,
+    node.reserved.is_standby()
+}
+
+impl Reserved {
+    /// A standby, or a node the selector picks that has no role yet (about to be made one).
+    pub fn is_standby(&self) -> bool {
+        match self.role {
+            ReservedRole::Standby => true,
+            ReservedRole::None => self.selected,
+            ReservedRole::InService { .. } => false,
+        }
     }
 }
 
@@ -303,13 +319,21 @@ pub(super) fn plan(
                 .filter_map(|r| r.created)
                 .min();
             if let Some(began) = began {
+                // Pods that could run on a standby of this pool: a pod waiting for another
+                // pool's nodes is not ours to make room for.
+                let standbys: Vec<&PoolNode> =
+                    pool.nodes.iter().filter(|n| is_standby(n)).collect();
                 let freed: Vec<&PendingPod> = pool
                     .pending_pods
                     .iter()
                     .filter(|p| p.created >= began)
+                    .filter(|p| {
+                        standbys
+                            .iter()
+                            .any(|s| fits(&p.placement, &s.reserved.traits))
+                    })
                     .collect();
                 plan.pending_pods = freed.len();
-                let oldest = freed.iter().map(|p| p.unschedulable_since).min();
                 let last_promotion = pool
                     .nodes
                     .iter()
@@ -318,18 +342,30 @@ pub(super) fn plan(
                         _ => None,
                     })
                     .max();
-                if let Some(oldest) = oldest {
+                // The first available standby one of them has waited for long enough.
+                let mut next_due: Option<Timestamp> = None;
+                for standby in available.by_ref() {
+                    let Some(oldest) = freed
+                        .iter()
+                        .filter(|p| fits(&p.placement, &standby.reserved.traits))
+                        .map(|p| p.unschedulable_since)
+                        .min()
+                    else {
+                        continue;
+                    };
                     let from = last_promotion.map_or(oldest, |l| l.max(oldest));
                     let due = add(from, recovery.pending_pod_timeout);
-                    match available.next() {
-                        Some(standby) if now >= due => plan.promotions.push(Promotion {
+                    if now >= due {
+                        plan.promotions.push(Promotion {
                             standby: standby.name.clone(),
                             replaces: waiting[0].name.clone(),
-                        }),
-                        Some(_) => plan.requeue_at = Some(due),
-                        None => {}
+                        });
+                        next_due = None;
+                        break;
                     }
+                    next_due = Some(next_due.map_or(due, |d| d.min(due)));
                 }
+                plan.requeue_at = next_due;
             }
         }
     }

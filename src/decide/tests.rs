@@ -1166,7 +1166,8 @@ fn phases_as_medik8s_computes_them() {
 mod recovery_methods {
     use super::*;
     use crate::api::RecoveryMethod;
-    use crate::decide::recovery::{InServiceReport, Promotion, StandbyReport};
+    use crate::decide::placement::{NodeTraits, Placement, Taint};
+    use crate::decide::recovery::{InServiceReport, Promotion, RESERVED_TAINT_KEY, StandbyReport};
 
     fn policy(method: RecoveryMethod) -> Policy {
         Policy {
@@ -1185,6 +1186,15 @@ mod recovery_methods {
             role: ReservedRole::Standby,
             selected: true,
             tainted: true,
+            traits: NodeTraits {
+                name: name.into(),
+                labels: [("pool".to_string(), "workers".to_string())].into(),
+                taints: vec![Taint {
+                    key: RESERVED_TAINT_KEY.into(),
+                    value: String::new(),
+                    effect: "NoSchedule".into(),
+                }],
+            },
         };
         n
     }
@@ -1429,7 +1439,72 @@ mod recovery_methods {
         PendingPod {
             created: t(created),
             unschedulable_since: t(since),
+            placement: Placement::default(),
         }
+    }
+
+    fn pinned(created: i64, since: i64, pool: &str) -> PendingPod {
+        PendingPod {
+            placement: Placement {
+                node_selector: [("pool".to_string(), pool.to_string())].into(),
+                ..Placement::default()
+            },
+            ..pending(created, since)
+        }
+    }
+
+    #[test]
+    fn auto_priority_counts_only_pods_that_could_run_on_a_standby() {
+        let p = policy(RecoveryMethod::AutoPriority);
+        // A pod waiting for the GPU pool's nodes is not ours to make room for.
+        let d = decide(
+            &p,
+            &auto_priority_pool(vec![pinned(-15, -14, "gpu")], vec![]),
+            t(0),
+        );
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.pending_pods, 0);
+        assert_eq!(d.recovery.requeue_at, None);
+        // Counted when it could run here.
+        let d = decide(
+            &p,
+            &auto_priority_pool(
+                vec![pinned(-15, -14, "workers"), pinned(-15, -14, "gpu")],
+                vec![],
+            ),
+            t(0),
+        );
+        assert_eq!(d.recovery.pending_pods, 1);
+        assert_eq!(d.recovery.promotions, vec![promotion("s1", "w3")]);
+        // The standby chosen is one the pod fits, not merely the first by name.
+        let mut s2 = standby("s2");
+        s2.reserved
+            .traits
+            .labels
+            .insert("pool".into(), "infra".into());
+        let mut s0 = standby("s0");
+        s0.reserved.traits.taints.push(Taint {
+            key: "dedicated".into(),
+            value: "gpu".into(),
+            effect: "NoSchedule".into(),
+        });
+        let d = decide(
+            &p,
+            &auto_priority_pool(vec![pinned(-15, -14, "infra")], vec![s0, s2]),
+            t(0),
+        );
+        assert_eq!(d.recovery.promotions, vec![promotion("s2", "w3")]);
+        // A pod fitting a standby that is not yet due waits for it.
+        let d = decide(
+            &p,
+            &auto_priority_pool(
+                vec![pinned(-15, -14, "gpu"), pinned(-6, -5, "workers")],
+                vec![],
+            ),
+            t(0),
+        );
+        assert!(d.recovery.promotions.is_empty());
+        assert_eq!(d.recovery.requeue_at, Some(t(5)));
     }
 
     #[test]

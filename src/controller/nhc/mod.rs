@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Affinity, Node, NodeAffinity, Pod, PodSpec, Taint};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::{Action as Requeue, Controller};
@@ -54,6 +54,7 @@ use crate::decide::recovery::{
 use crate::decide::{
     self, BlockReason, Decision, EscalationCause, Outcome, PendingPod, Policy, Pool, PoolNode,
     RemediationId, Reserved, ReservedRole, StormState,
+    placement::{NodeTraits, Placement},
 };
 use crate::error::{Error, Result};
 use crate::health::{Health, HealthRules, NodeState, evaluate};
@@ -418,7 +419,8 @@ async fn watch_leases(
 }
 
 /// Keeps the cache of pods not yet bound to a node (for `AutoPriority`: freed pods that find
-/// no room). Only what is read is kept.
+/// no room). Only what is read is kept: when it was created, its PodScheduled condition and
+/// where it may run (node selector, required node affinity, tolerations).
 async fn watch_pending_pods(
     client: kube::Client,
     writer: reflector::store::Writer<Pod>,
@@ -435,7 +437,22 @@ async fn watch_pending_pods(
                 p.metadata.annotations = None;
                 p.metadata.labels = None;
                 p.metadata.owner_references = None;
-                p.spec = None;
+                p.spec = p.spec.take().map(|spec| PodSpec {
+                    node_selector: spec.node_selector,
+                    affinity: spec
+                        .affinity
+                        .and_then(|a| a.node_affinity)
+                        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+                        .map(|required| Affinity {
+                            node_affinity: Some(NodeAffinity {
+                                required_during_scheduling_ignored_during_execution: Some(required),
+                                ..NodeAffinity::default()
+                            }),
+                            ..Affinity::default()
+                        }),
+                    tolerations: spec.tolerations,
+                    ..PodSpec::default()
+                });
                 if let Some(status) = p.status.as_mut() {
                     let conditions = status.conditions.take();
                     *status = Default::default();
@@ -731,7 +748,7 @@ fn gather(
             .unwrap_or(LeaseState::Free);
         let annotations = node.annotations();
         let taints = node.spec.as_ref().and_then(|s| s.taints.as_ref());
-        let reserved = Reserved {
+        let mut reserved = Reserved {
             role: ReservedRole::read(
                 labels.get(RESERVED_HOST_LABEL).map(String::as_str),
                 annotations
@@ -744,7 +761,11 @@ fn gather(
                 .into_iter()
                 .flatten()
                 .any(|t| t.key == RESERVED_TAINT_KEY),
+            traits: NodeTraits::default(),
         };
+        if reserved.is_standby() {
+            reserved.traits = NodeTraits::of(&node_name, labels, taints);
+        }
         nodes.push(PoolNode {
             health: evaluate(&state, &rules, now),
             control_plane: is_control_plane(labels),
@@ -780,6 +801,7 @@ fn gather(
                 Some(PendingPod {
                     created: p.metadata.creation_timestamp.as_ref()?.0,
                     unschedulable_since: unschedulable_since(p)?,
+                    placement: p.spec.as_ref().map(Placement::of).unwrap_or_default(),
                 })
             })
             .collect()
