@@ -365,6 +365,20 @@ async fn reserved_host_takes_the_workload_and_the_repaired_node_becomes_the_stan
         status.recovery.map(|r| r.method),
         Some(RecoveryMethod::ReservedHost)
     );
+    // What an alert on "no standby left" reads.
+    let nhc = &s.nhc;
+    let metrics = s.op.metrics().await?;
+    for series in [
+        format!("nodehealer_standby_promotions_total{{nodehealthcheck=\"{nhc}\"}} 1"),
+        format!("nodehealer_standby_nodes{{nodehealthcheck=\"{nhc}\",state=\"available\"}} 1"),
+        format!("nodehealer_standby_nodes{{nodehealthcheck=\"{nhc}\",state=\"unavailable\"}} 0"),
+        format!("nodehealer_standby_nodes{{nodehealthcheck=\"{nhc}\",state=\"in-service\"}} 1"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "{series} in\n{metrics}"
+        );
+    }
     report_timing(
         "ReservedHost: node death -> StatefulSet pod Running on the standby",
         moved,

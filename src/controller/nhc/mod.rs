@@ -101,6 +101,8 @@ struct Metrics {
     started: Family<TemplateLabels, Counter>,
     ended: Family<EndedLabels, Counter>,
     recovery: Family<NhcLabels, Histogram>,
+    standbys: Family<NodeStateLabels, Gauge>,
+    promotions: Family<NhcLabels, Counter>,
 }
 
 impl Metrics {
@@ -113,6 +115,8 @@ impl Metrics {
             recovery: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(10.0, 2.0, 13))
             }),
+            standbys: Family::default(),
+            promotions: Family::default(),
         };
         registry.register(
             "nodehealthcheck_nodes",
@@ -133,6 +137,16 @@ impl Metrics {
             "node_recovery_seconds",
             "Time from a node becoming unhealthy to its remediation being removed because it is healthy again",
             m.recovery.clone(),
+        );
+        registry.register(
+            "standby_nodes",
+            "Standby nodes of a NodeHealthCheck's pool with a recovery method, by state (available, unavailable, in-service); alert when none is available",
+            m.standbys.clone(),
+        );
+        registry.register(
+            "standby_promotions",
+            "Standby nodes a NodeHealthCheck brought into service in place of a failed node",
+            m.promotions.clone(),
         );
         m
     }
@@ -652,6 +666,7 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
         }
     };
     record_node_states(&ctx, &name, &pool);
+    record_standbys(&ctx, &name, &decision.recovery);
 
     let input = report::ReportInput {
         previous: &previous,
@@ -894,6 +909,12 @@ async fn carry_out(
         )
         .await?;
         mark_node(ctx, &p.replaces, STANDBY, None, true).await?;
+        ctx.metrics
+            .promotions
+            .get_or_create(&NhcLabels {
+                nodehealthcheck: nhc.name_any(),
+            })
+            .inc();
         ctx.event(
             nhc,
             false,
@@ -1171,6 +1192,32 @@ fn ended(ctx: &Context, owner: &OwnerNhc, template: Option<&str>, outcome: &str)
             outcome: outcome.to_string(),
         })
         .inc();
+}
+
+/// Standby counts after this round (only for pools with a recovery method other than `Auto`,
+/// so pools without standbys add no series).
+fn record_standbys(ctx: &Context, nhc: &str, plan: &decide::RecoveryPlan) {
+    if plan.method.is_none_or(|m| m == RecoveryMethod::Auto) {
+        return;
+    }
+    let available = plan
+        .standbys
+        .iter()
+        .filter(|s| s.unavailable.is_none())
+        .count();
+    for (state, count) in [
+        ("available", available),
+        ("unavailable", plan.standbys.len() - available),
+        ("in-service", plan.in_service.len()),
+    ] {
+        ctx.metrics
+            .standbys
+            .get_or_create(&NodeStateLabels {
+                nodehealthcheck: nhc.to_string(),
+                state: state.to_string(),
+            })
+            .set(count as i64);
+    }
 }
 
 fn record_node_states(ctx: &Context, nhc: &str, pool: &Pool) {
