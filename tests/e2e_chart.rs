@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -16,51 +14,9 @@ use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
     CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, is_ready, report_timing, wait_for,
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::Operator;
-
-fn chart() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("charts/nodehealer")
-}
-
-fn helm() -> Result<PathBuf> {
-    Ok(nodehealer_testbed::controlplane::binaries_dir()?.join("helm"))
-}
-
-/// Runs helm; Ok(stdout) or Err(stderr).
-fn run_helm(args: &[&str], kubeconfig: Option<&Path>) -> Result<Result<String, String>> {
-    let mut cmd = Command::new(helm()?);
-    cmd.args(args);
-    // Helm keeps its caches and config under HOME: give it a place of its own.
-    let home = std::env::temp_dir().join("nodehealer-helm-home");
-    std::fs::create_dir_all(&home)?;
-    cmd.env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"));
-    if let Some(k) = kubeconfig {
-        cmd.env("KUBECONFIG", k);
-    }
-    let out = cmd.output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    Ok(if out.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!("{stderr}{stdout}"))
-    })
-}
-
-fn documents(text: &str) -> Result<Vec<Value>> {
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let v = Value::deserialize(doc)?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    Ok(docs)
-}
+use support::chart::{alerts, chart, documents, run_helm};
 
 const ALL_ON: &str = r#"
 replicaCount: 3
@@ -69,6 +25,7 @@ watchNamespace: nodehealer
 nhcSelector: pool=workers
 metrics:
   serviceMonitor: {enabled: true, labels: {release: prometheus}}
+  prometheusRule: {enabled: true, labels: {release: prometheus}, for: {nodesUnhealthy: 1h}}
 cloudSecret: {create: true, cloudsYaml: "clouds: {}", cacert: "-----BEGIN CERTIFICATE-----"}
 cloudSecretNamespaces: [tenant-a]
 thirdPartyRemediations:
@@ -179,6 +136,9 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
                 assert!(replicas >= 2, "HA by default");
             }
         }
+        if !extra.is_empty() {
+            assert!(kinds.contains(&"PrometheusRule"), "{kinds:?}");
+        }
         let aggregated = docs.iter().any(|d| {
             d["metadata"]["labels"]["rbac.ext-remediation/aggregate-to-ext-remediation"] == "true"
         });
@@ -216,6 +176,36 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
         None,
     )?;
     assert!(wrong.is_err(), "an unknown controller is refused");
+
+    // The alerts: valid PromQL, the `for` durations from the values.
+    let rules = alerts(&["-f", values])?;
+    let names: Vec<&str> = rules.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "NodehealerNodesUnhealthy",
+            "NodehealerRemediationsFailing",
+            "NodehealerNoStandbyAvailable",
+            "NodehealerOpenStackErrors"
+        ]
+    );
+    assert_eq!(rules[0].2.as_deref(), Some("1h"));
+    assert_eq!(rules[2].2.as_deref(), Some("10m"));
+    match run_helm(
+        &[
+            "template",
+            "nh",
+            chart,
+            "--kube-version",
+            "1.36.3",
+            "--set",
+            "metrics.prometheusRule.for.openStackErrors=soon",
+        ],
+        None,
+    )? {
+        Ok(_) => bail!("a `for` that is no Prometheus duration was accepted"),
+        Err(message) => assert!(message.contains("openStackErrors"), "{message}"),
+    }
     Ok(())
 }
 

@@ -379,6 +379,20 @@ async fn reserved_host_takes_the_workload_and_the_repaired_node_becomes_the_stan
             "{series} in\n{metrics}"
         );
     }
+    // Every metric the chart's alerts read is one this operator exports (this pool has
+    // standbys, a remediation and OpenStack requests: every family has a series).
+    for (alert, expr, _) in
+        support::chart::alerts(&["--set", "metrics.prometheusRule.enabled=true"])?
+    {
+        let read = support::chart::families(&expr);
+        assert!(!read.is_empty(), "{alert} reads our metrics: {expr}");
+        for family in read {
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "{alert} reads {family}, which the operator does not export:\n{metrics}"
+            );
+        }
+    }
     report_timing(
         "ReservedHost: node death -> StatefulSet pod Running on the standby",
         moved,

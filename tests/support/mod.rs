@@ -14,6 +14,8 @@ use nodehealer_testbed::{TestBed, wait_for};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+pub mod chart;
+
 /// The label every test's NodeHealthChecks carry, with the test's namespace as the value; the
 /// test's operator only reconciles its own (`--nhc-selector`).
 pub const SCOPE_LABEL: &str = "nodehealer.io/test-scope";

@@ -1173,6 +1173,9 @@ fn template_of<'a>(node: Option<&'a PoolNode>, id: &RemediationId) -> Option<&'a
         .and_then(|r| r.template_name.as_deref())
 }
 
+/// The outcomes of `remediations_ended`.
+const ENDED_OUTCOMES: [&str; 4] = ["recovered", "timed-out", "failed", "node-deleted"];
+
 fn started(ctx: &Context, owner: &OwnerNhc, template: &TemplateReference) {
     ctx.metrics
         .started
@@ -1181,6 +1184,19 @@ fn started(ctx: &Context, owner: &OwnerNhc, template: &TemplateReference) {
             template: template.name.clone(),
         })
         .inc();
+    // Every outcome's series exists at 0 from the start: Prometheus' increase() sees no
+    // increase in a series whose first sample is already 1, and the first failure would
+    // never fire an alert.
+    for outcome in ENDED_OUTCOMES {
+        ctx.metrics
+            .ended
+            .get_or_create(&EndedLabels {
+                nodehealthcheck: owner.name.clone(),
+                template: template.name.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc_by(0);
+    }
 }
 
 fn ended(ctx: &Context, owner: &OwnerNhc, template: Option<&str>, outcome: &str) {
@@ -1218,6 +1234,13 @@ fn record_standbys(ctx: &Context, nhc: &str, plan: &decide::RecoveryPlan) {
             })
             .set(count as i64);
     }
+    // At 0 before the first promotion, so increase() sees the first one.
+    ctx.metrics
+        .promotions
+        .get_or_create(&NhcLabels {
+            nodehealthcheck: nhc.to_string(),
+        })
+        .inc_by(0);
 }
 
 fn record_node_states(ctx: &Context, nhc: &str, pool: &Pool) {
