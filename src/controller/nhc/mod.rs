@@ -10,7 +10,7 @@
 
 mod report;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,7 +103,23 @@ struct Metrics {
     recovery: Family<NhcLabels, Histogram>,
     standbys: Family<NodeStateLabels, Gauge>,
     promotions: Family<NhcLabels, Counter>,
+    /// NodeHealthChecks with gauge series, so those of a deleted one can be removed (a gauge
+    /// left at "1 unhealthy" would keep an alert firing for a pool that no longer exists).
+    gauged: Arc<Mutex<BTreeSet<String>>>,
 }
+
+/// The `state` values of `nodehealthcheck_nodes`.
+const NODE_STATES: [&str; 5] = [
+    "healthy",
+    "unhealthy",
+    "soon-unhealthy",
+    "starting",
+    "recovering",
+];
+/// The `state` values of `standby_nodes`.
+const STANDBY_STATES: [&str; 3] = ["available", "unavailable", "in-service"];
+/// How often the gauges of deleted NodeHealthChecks are looked for (in the cache).
+const METRICS_PRUNE_PERIOD: Duration = Duration::from_secs(15);
 
 impl Metrics {
     fn register(registry: &mut Registry) -> Self {
@@ -117,6 +133,7 @@ impl Metrics {
             }),
             standbys: Family::default(),
             promotions: Family::default(),
+            gauged: Arc::default(),
         };
         registry.register(
             "nodehealthcheck_nodes",
@@ -149,6 +166,41 @@ impl Metrics {
             m.promotions.clone(),
         );
         m
+    }
+
+    fn labels(nhc: &str, state: &str) -> NodeStateLabels {
+        NodeStateLabels {
+            nodehealthcheck: nhc.to_string(),
+            state: state.to_string(),
+        }
+    }
+
+    fn remove_standby_series(&self, nhc: &str) {
+        for state in STANDBY_STATES {
+            self.standbys.remove(&Self::labels(nhc, state));
+        }
+    }
+
+    /// Removes the gauge series of NodeHealthChecks that are not in `present`.
+    fn forget_missing(&self, present: &BTreeSet<String>) {
+        let mut gauged = self.gauged.lock().expect("lock");
+        for nhc in gauged.iter().filter(|n| !present.contains(*n)) {
+            for state in NODE_STATES {
+                self.nodes.remove(&Self::labels(nhc, state));
+            }
+            self.remove_standby_series(nhc);
+        }
+        gauged.retain(|n| present.contains(n));
+    }
+}
+
+/// Every `METRICS_PRUNE_PERIOD`, removes the gauges of NodeHealthChecks no longer in the cache
+/// (a deleted object is never reconciled, so nothing else would).
+async fn prune_metrics(metrics: Metrics, nhcs: Store<NodeHealthCheck>) {
+    loop {
+        tokio::time::sleep(METRICS_PRUNE_PERIOD).await;
+        let present: BTreeSet<String> = nhcs.state().iter().map(|n| n.name_any()).collect();
+        metrics.forget_missing(&present);
     }
 }
 
@@ -268,6 +320,7 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     let controller = Controller::new(api, config).reconcile_all_on(wakes);
     let nhcs = controller.store();
     ctx.prober.set_nhc_store(nhcs.clone());
+    tokio::spawn(prune_metrics(ctx.metrics.clone(), nhcs.clone()));
     {
         let (nodes, leases, pods) = (
             ctx.nodes.clone(),
@@ -1214,6 +1267,8 @@ fn ended(ctx: &Context, owner: &OwnerNhc, template: Option<&str>, outcome: &str)
 /// so pools without standbys add no series).
 fn record_standbys(ctx: &Context, nhc: &str, plan: &decide::RecoveryPlan) {
     if plan.method.is_none_or(|m| m == RecoveryMethod::Auto) {
+        // A pool switched back to Auto has no standbys to count (or to alert on).
+        ctx.metrics.remove_standby_series(nhc);
         return;
     }
     let available = plan
@@ -1228,10 +1283,7 @@ fn record_standbys(ctx: &Context, nhc: &str, plan: &decide::RecoveryPlan) {
     ] {
         ctx.metrics
             .standbys
-            .get_or_create(&NodeStateLabels {
-                nodehealthcheck: nhc.to_string(),
-                state: state.to_string(),
-            })
+            .get_or_create(&Metrics::labels(nhc, state))
             .set(count as i64);
     }
     // At 0 before the first promotion, so increase() sees the first one.
@@ -1244,14 +1296,7 @@ fn record_standbys(ctx: &Context, nhc: &str, plan: &decide::RecoveryPlan) {
 }
 
 fn record_node_states(ctx: &Context, nhc: &str, pool: &Pool) {
-    let mut counts: BTreeMap<&str, i64> = [
-        ("healthy", 0),
-        ("unhealthy", 0),
-        ("soon-unhealthy", 0),
-        ("starting", 0),
-        ("recovering", 0),
-    ]
-    .into();
+    let mut counts: BTreeMap<&str, i64> = NODE_STATES.map(|s| (s, 0)).into();
     for n in &pool.nodes {
         let state = match (&n.health, n.remediations.is_empty()) {
             (Health::Healthy, true) => "healthy",
@@ -1265,12 +1310,14 @@ fn record_node_states(ctx: &Context, nhc: &str, pool: &Pool) {
     for (state, count) in counts {
         ctx.metrics
             .nodes
-            .get_or_create(&NodeStateLabels {
-                nodehealthcheck: nhc.to_string(),
-                state: state.to_string(),
-            })
+            .get_or_create(&Metrics::labels(nhc, state))
             .set(count);
     }
+    ctx.metrics
+        .gauged
+        .lock()
+        .expect("lock")
+        .insert(nhc.to_string());
 }
 
 /// The cache and API of the kind a remediation id names.
@@ -1465,4 +1512,39 @@ async fn write_status(
     api.patch_status(&nhc.name_any(), &params, &Patch::Merge(&patch))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gauges_of_a_deleted_nodehealthcheck_are_removed() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        for nhc in ["workers", "gone"] {
+            metrics
+                .nodes
+                .get_or_create(&Metrics::labels(nhc, "unhealthy"))
+                .set(1);
+            metrics
+                .standbys
+                .get_or_create(&Metrics::labels(nhc, "available"))
+                .set(0);
+            metrics.gauged.lock().unwrap().insert(nhc.to_string());
+        }
+        metrics.forget_missing(&["workers".to_string()].into());
+        let text = crate::metrics::render(&registry);
+        assert!(
+            text.contains(
+                r#"nodehealthcheck_nodes{nodehealthcheck="workers",state="unhealthy"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(r#"nodehealthcheck="gone""#), "{text}");
+        assert_eq!(
+            *metrics.gauged.lock().unwrap(),
+            ["workers".to_string()].into()
+        );
+    }
 }
