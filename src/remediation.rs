@@ -387,6 +387,17 @@ impl Machine<'_> {
         if self.observed.node.as_ref().is_some_and(|n| n.ready) {
             return self.succeed("NodeReady", "the node is Ready: nothing to do".into());
         }
+        // Found out after the fence, this would leave the server off and the node gone.
+        if self.spec.action == RemediationAction::Rebuild
+            && let ServerObservation::Present(server) = &self.observed.server
+            && server.image_id.is_empty()
+        {
+            return self.fail(
+                "the server boots from a volume and has no image to be rebuilt with: nothing was \
+                 done (use PowerCycle or Replace for this pool)"
+                    .into(),
+            );
+        }
         if self.spec.action.fences() {
             self.begin(STEP_FENCE, RemediationPhase::Fencing);
             self.note(

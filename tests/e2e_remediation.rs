@@ -34,11 +34,14 @@ struct Scenario {
 
 impl Scenario {
     async fn new(prefix: &str, masters: u32, workers: u32) -> Result<Scenario> {
+        Self::with_cluster(prefix, |ns| ClusterSpec::magnum(ns, masters, workers)).await
+    }
+
+    /// A scenario on the cluster `spec` describes for the test's namespace.
+    async fn with_cluster(prefix: &str, spec: impl Fn(&str) -> ClusterSpec) -> Result<Scenario> {
         let tb = support::testbed().await?;
         let ns = tb.namespace(prefix).await?;
-        let cluster = tb
-            .create_cluster(ClusterSpec::magnum(&ns, masters, workers))
-            .await?;
+        let cluster = tb.create_cluster(spec(&ns)).await?;
         let client = tb.client().await?;
         support::cloud_secret(tb, &client, &ns, "cloud-credentials").await?;
         let op = Operator::start(tb, &ns, &["--controllers=remediation"])?;
@@ -653,6 +656,39 @@ async fn a_missing_secret_or_broken_clouds_yaml_is_reported_and_nothing_is_done(
     }
     assert!(!s.events("CloudSecretError").await?.is_empty());
     assert!(s.op.proc.is_running(), "the operator keeps running");
+    Ok(())
+}
+
+/// A Rebuild of a server booted from a volume (Nova shows no image) fails at once, before any
+/// request: nothing is fenced or released, the status and a Warning say why, and
+/// `Succeeded=False` lets the NodeHealthCheck escalate to its next template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_backed_server_is_not_rebuilt_and_nothing_is_done() -> Result<()> {
+    let s = Scenario::with_cluster("bfv", |ns| ClusterSpec {
+        magnum: false,
+        volume_backed: true,
+        ..ClusterSpec::magnum(ns, 0, 1)
+    })
+    .await?;
+    let victim = s.worker(0);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(&victim, json!({"action": "Rebuild"})).await?;
+    s.wait_phase(&victim, RemediationPhase::Failed, Duration::from_secs(30))
+        .await?;
+    let status = s.remediations().get(&victim).await?.status.expect("status");
+    let error = status.last_error.unwrap_or_default();
+    assert!(error.contains("boots from a volume"), "{error}");
+    let succeeded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Succeeded")
+        .expect("Succeeded condition");
+    assert_eq!(succeeded.status, "False");
+    assert!(status.steps.is_empty(), "no step began: {:?}", status.steps);
+    assert!(s.accepted_actions(&s.server(&victim)).is_empty());
+    assert_eq!(s.tb.power_state(&victim).await?.status, "ACTIVE");
+    assert!(!s.events("RemediationFailed").await?.is_empty());
     Ok(())
 }
 

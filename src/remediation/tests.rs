@@ -378,6 +378,36 @@ fn rebuild_uses_the_servers_image_and_starts_a_server_nova_left_off() {
 }
 
 #[test]
+fn a_volume_backed_server_is_not_rebuilt_and_nothing_is_done() {
+    let spec = spec(RemediationAction::Rebuild);
+    let ServerObservation::Present(mut volume_backed) = server("ACTIVE", None) else {
+        unreachable!()
+    };
+    volume_backed.image_id = String::new();
+    let plan = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), ServerObservation::Present(volume_backed)),
+        t(0),
+    );
+    assert_eq!(plan.action, Action::Done);
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    assert!(plan.status.steps.is_empty(), "no step began");
+    let error = plan.status.last_error.unwrap_or_default();
+    assert!(error.contains("boots from a volume"), "{error}");
+    let notice = plan.notice.expect("a Warning event");
+    assert!(notice.warning);
+    // Succeeded=False: the NodeHealthCheck escalates to its next template at once.
+    let succeeded = plan
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == SUCCEEDED_CONDITION)
+        .expect("Succeeded");
+    assert_eq!(succeeded.status, "False");
+}
+
+#[test]
 fn replace_through_magnum_waits_for_a_busy_cluster_then_removes_the_server() {
     let mut spec = spec(RemediationAction::Replace);
     spec.openstack.magnum = Some(MagnumSpec {

@@ -66,6 +66,8 @@ pub struct ClusterSpec {
     pub magnum: bool,
     /// Labels added to worker nodes (a pool label, say).
     pub worker_labels: BTreeMap<String, String>,
+    /// Plain Nova servers booted from a volume (no image of their own); not for Magnum.
+    pub volume_backed: bool,
 }
 
 impl ClusterSpec {
@@ -77,6 +79,7 @@ impl ClusterSpec {
             workers,
             magnum: true,
             worker_labels: BTreeMap::new(),
+            volume_backed: false,
         }
     }
 }
@@ -317,7 +320,11 @@ impl TestBed {
                 for i in 0..count {
                     let id = self.sim.create_server(NewServer {
                         name: format!("{}-{marker}-{i}", spec.name),
-                        image_id: TESTBED_IMAGE.into(),
+                        image_id: if spec.volume_backed {
+                            String::new()
+                        } else {
+                            TESTBED_IMAGE.into()
+                        },
                         flavor_id: TESTBED_FLAVOR.into(),
                         metadata: [("role".to_string(), role.to_string())].into(),
                         ..Default::default()

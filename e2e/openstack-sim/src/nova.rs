@@ -201,11 +201,18 @@ fn flavor_sizes(flavor: &str) -> (u32, u32, u32) {
 /// `show` adds what only `GET /servers/{id}` (and rebuild) return.
 fn server_json(st: &Cloud, base: &str, s: &Server, mv: u16, caller: &Caller, show: bool) -> Value {
     let status = s.status();
-    let image_link = format!("{base}/compute/images/{}", s.image_id);
-    let mut image = json!({"id": s.image_id, "links": [{"href": image_link, "rel": "bookmark"}]});
-    if mv >= 98 {
-        image["properties"] = json!({"architecture": "x86_64", "os_distro": "fedora-coreos", "hw_rng_model": "virtio"});
-    }
+    // A server booted from a volume has no image of its own: Nova shows an empty string.
+    let image = if s.image_id.is_empty() {
+        json!("")
+    } else {
+        let image_link = format!("{base}/compute/images/{}", s.image_id);
+        let mut image =
+            json!({"id": s.image_id, "links": [{"href": image_link, "rel": "bookmark"}]});
+        if mv >= 98 {
+            image["properties"] = json!({"architecture": "x86_64", "os_distro": "fedora-coreos", "hw_rng_model": "virtio"});
+        }
+        image
+    };
     let flavor = if mv >= 47 {
         let (vcpus, ram, disk) = flavor_sizes(&s.flavor_id);
         json!({"vcpus": vcpus, "ram": ram, "disk": disk, "ephemeral": 0, "swap": 0,
