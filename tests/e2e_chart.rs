@@ -18,6 +18,22 @@ use serde_json::json;
 use support::Operator;
 use support::chart::{alerts, chart, documents, run_helm};
 
+/// `helm template` with one `--set`: Ok(manifests) or Err(helm's message).
+fn render_with(chart: &str, set: &str) -> Result<Result<String, String>> {
+    run_helm(
+        &[
+            "template",
+            "nh",
+            chart,
+            "--kube-version",
+            "1.36.3",
+            "--set",
+            set,
+        ],
+        None,
+    )
+}
+
 const ALL_ON: &str = r#"
 replicaCount: 3
 dryRun: true
@@ -144,18 +160,7 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
         });
         assert!(aggregated, "medik8s aggregation ClusterRole");
     }
-    let wrong = run_helm(
-        &[
-            "template",
-            "nh",
-            chart,
-            "--kube-version",
-            "1.36.3",
-            "--set",
-            "replicaCount=two",
-        ],
-        None,
-    )?;
+    let wrong = render_with(chart, "replicaCount=two")?;
     match wrong {
         Ok(_) => bail!("replicaCount=two was accepted"),
         Err(message) => assert!(
@@ -163,18 +168,7 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
             "{message}"
         ),
     }
-    let wrong = run_helm(
-        &[
-            "template",
-            "nh",
-            chart,
-            "--kube-version",
-            "1.36.3",
-            "--set",
-            "controllers={nhc,fence}",
-        ],
-        None,
-    )?;
+    let wrong = render_with(chart, "controllers={nhc,fence}")?;
     assert!(wrong.is_err(), "an unknown controller is refused");
 
     // The alerts: valid PromQL, the `for` durations from the values.
@@ -191,18 +185,7 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
     );
     assert_eq!(rules[0].2.as_deref(), Some("1h"));
     assert_eq!(rules[2].2.as_deref(), Some("10m"));
-    match run_helm(
-        &[
-            "template",
-            "nh",
-            chart,
-            "--kube-version",
-            "1.36.3",
-            "--set",
-            "metrics.prometheusRule.for.openStackErrors=soon",
-        ],
-        None,
-    )? {
+    match render_with(chart, "metrics.prometheusRule.for.openStackErrors=soon")? {
         Ok(_) => bail!("a `for` that is no Prometheus duration was accepted"),
         Err(message) => assert!(message.contains("openStackErrors"), "{message}"),
     }
