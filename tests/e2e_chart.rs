@@ -311,6 +311,67 @@ async fn the_operator_heals_a_node_with_only_the_charts_permissions() -> Result<
         !log.to_lowercase().contains("forbidden"),
         "the operator was refused something:\n{log}"
     );
+
+    // Uninstall as the README says: pause, nothing left running, `helm uninstall`; what the
+    // chart created is gone, the cluster as it was.
+    let nhcs: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "nodehealer.io",
+            "v1alpha1",
+            "NodeHealthCheck",
+        )),
+    );
+    let nhc = format!("{ns}-workers");
+    nhcs.patch(
+        &nhc,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"pauseRequests": ["uninstall"]}})),
+    )
+    .await?;
+    if let Err(e) = run_helm(
+        &["uninstall", &release, "--namespace", &ns, "--wait"],
+        Some(&tb.cp.kubeconfig),
+    )? {
+        bail!("helm uninstall: {e}");
+    }
+    wait_for(
+        Duration::from_secs(30),
+        "the chart's objects gone",
+        || async {
+            let templates: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                &ns,
+                &ApiResource::from_gvk(&GroupVersionKind::gvk(
+                    "nodehealer.io",
+                    "v1alpha1",
+                    "RemediationTemplate",
+                )),
+            );
+            Ok(nhcs.get_opt(&nhc).await?.is_none()
+                && templates
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .is_empty()
+                && sas.get_opt(&sa_name).await?.is_none())
+        },
+    )
+    .await?;
+    let node = nodes.get(&home).await?;
+    let taints: Vec<String> = node
+        .spec
+        .and_then(|s| s.taints)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.key)
+        .collect();
+    assert!(
+        !taints
+            .iter()
+            .any(|t| t.starts_with("nodehealer.io/") || t.contains("out-of-service")),
+        "no taint of ours left: {taints:?}"
+    );
     let _ = std::fs::remove_file(values);
     let _: &TestBed = tb;
     Ok(())
