@@ -12,6 +12,10 @@
 //! | `Rebuild` | Fence → ReleaseWorkloads → Recover (`rebuild` with the server's image, then `os-start` if Nova left it off) → WaitForNode |
 //! | `Replace` | Fence by removal (Magnum resize with `nodes_to_remove`, or Nova delete; confirmed when the server is gone) → ReleaseWorkloads → Recover (the Node object is deleted; Magnum's update completes) |
 //!
+//! ReleaseWorkloads with `OutOfServiceTaint` puts the taint on and lets Kubernetes evict the
+//! pods (honouring their tolerations) and detach their volumes; the pods it evicted are then
+//! force-deleted at once, as kube-controller-manager's pod GC would on its next 20 s pass.
+//!
 //! Safety: ReleaseWorkloads — the only step that puts the out-of-service taint on a node or
 //! deletes its pods — starts only after the Fence step saw the server `SHUTOFF` (with no task
 //! running) or gone. A node that is Ready when the remediation starts is never fenced.
@@ -105,6 +109,8 @@ pub enum ServerObservation {
 pub struct Workloads {
     pub pods: usize,
     pub volume_attachments: usize,
+    /// Of `pods`, those already being deleted (evicted by the out-of-service taint).
+    pub evicted_pods: usize,
 }
 
 /// Everything the step machine needs to know, gathered by the controller.
@@ -132,6 +138,10 @@ pub enum Action {
     Cloud(CloudRequest),
     /// Delete the node's pods (forcefully) and its VolumeAttachments (`ResourceDeletion`).
     DeleteWorkloads,
+    /// Force-delete the node's pods that are already being deleted (`OutOfServiceTaint`):
+    /// what kube-controller-manager's pod garbage collector does for a node with the
+    /// out-of-service taint, only on its 20 s period; done at once it saves up to 20 s.
+    FinishEvictions,
     /// Delete the Node object (`Replace`: its server is gone for good).
     DeleteNode,
     /// The remediation is over; nothing more will happen.
@@ -576,7 +586,10 @@ impl Machine<'_> {
         ));
         match self.spec.workload_eviction {
             WorkloadEviction::ResourceDeletion => Action::DeleteWorkloads,
-            // The out-of-service taint (desired_taints) lets Kubernetes do it.
+            // The out-of-service taint (desired_taints) lets Kubernetes evict the pods (the
+            // taint manager, honouring their tolerations) and detach their volumes; the pods
+            // it evicted are then deleted as pod GC would, without waiting for its period.
+            WorkloadEviction::OutOfServiceTaint if w.evicted_pods > 0 => Action::FinishEvictions,
             _ => Action::Wait(POLL),
         }
     }

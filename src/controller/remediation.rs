@@ -11,7 +11,9 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::api::storage::v1::VolumeAttachment;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, Preconditions,
+};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -473,6 +475,21 @@ async fn step(
             delete_workloads(ctx, node_name).await?;
             Requeue::requeue(Duration::from_secs(1))
         }
+        Action::FinishEvictions => {
+            let deleted = finish_evictions(ctx, node_name).await?;
+            if deleted > 0 {
+                ctx.event(
+                    rem,
+                    false,
+                    "EvictionsCompleted",
+                    format!(
+                        "force-deleted {deleted} pods the out-of-service taint evicted from {node_name} (its server is confirmed off), as pod GC would on its next pass"
+                    ),
+                )
+                .await;
+            }
+            Requeue::requeue(Duration::from_millis(500))
+        }
         Action::Cloud(request) => {
             let name = request.record_name();
             let result = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref()).await;
@@ -604,14 +621,19 @@ async fn resolve_server(cloud: &dyn Cloud, node_name: &str, node: Option<&Node>)
 async fn count_workloads(ctx: &Context, node_name: &str) -> Result<Workloads> {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let on_node = ListParams::default().fields(&format!("spec.nodeName={node_name}"));
-    let pods = pods
+    let pods: Vec<_> = pods
         .list_metadata(&on_node)
         .await?
         .items
         .into_iter()
         // Mirror pods are the kubelet's; the API cannot delete them.
         .filter(|p| !p.annotations().contains_key("kubernetes.io/config.mirror"))
+        .collect();
+    let evicted_pods = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some())
         .count();
+    let pods = pods.len();
     let vas: Api<VolumeAttachment> = Api::all(ctx.client.clone());
     let volume_attachments = vas
         .list(&ListParams::default())
@@ -623,26 +645,14 @@ async fn count_workloads(ctx: &Context, node_name: &str) -> Result<Workloads> {
     Ok(Workloads {
         pods,
         volume_attachments,
+        evicted_pods,
     })
 }
 
 /// `ResourceDeletion`: force-delete the node's pods and its VolumeAttachments (the server is
 /// confirmed off, so nothing can still be writing).
 async fn delete_workloads(ctx: &Context, node_name: &str) -> Result<()> {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let on_node = ListParams::default().fields(&format!("spec.nodeName={node_name}"));
-    for pod in pods.list_metadata(&on_node).await?.items {
-        let api: Api<Pod> =
-            Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-        match api
-            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    force_delete_pods(ctx, node_name, |_| true).await?;
     let vas: Api<VolumeAttachment> = Api::all(ctx.client.clone());
     for va in vas.list(&ListParams::default()).await?.items {
         if va.spec.node_name == node_name {
@@ -654,6 +664,47 @@ async fn delete_workloads(ctx: &Context, node_name: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `OutOfServiceTaint`: force-deletes the node's pods that are already being deleted (the
+/// taint manager evicted them), as pod GC does for a node with the out-of-service taint.
+/// Returns how many.
+async fn finish_evictions(ctx: &Context, node_name: &str) -> Result<usize> {
+    force_delete_pods(ctx, node_name, |p| p.metadata.deletion_timestamp.is_some()).await
+}
+
+/// Force-deletes the pods bound to `node_name` that `which` picks; returns how many. Each
+/// delete names the pod's uid, so a pod of the same name created meanwhile (a StatefulSet's
+/// replacement, elsewhere) is never touched.
+async fn force_delete_pods(
+    ctx: &Context,
+    node_name: &str,
+    which: impl Fn(&PartialObjectMeta<Pod>) -> bool,
+) -> Result<usize> {
+    let pods: Api<Pod> = Api::all(ctx.client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={node_name}"));
+    let mut deleted = 0;
+    for pod in pods.list_metadata(&on_node).await?.items {
+        if !which(&pod) {
+            continue;
+        }
+        let api: Api<Pod> =
+            Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: pod.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default().grace_period(0)
+        };
+        match api.delete(&pod.name_any(), &params).await {
+            Ok(_) => deleted += 1,
+            // Gone, or a new pod by that name (precondition failed): nothing to do.
+            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
 }
 
 /// Makes the node carry exactly the wanted ones of our taints, leaving every other taint

@@ -296,12 +296,23 @@ fn power_cycle_runs_to_success() {
     off.workloads = Some(Workloads {
         pods: 2,
         volume_attachments: 1,
+        evicted_pods: 0,
     });
     let plan = run(&spec, &status, &off, t(2));
     assert_eq!(plan.action, Action::Wait(POLL));
     assert_eq!(
         plan.status.phase,
         Some(RemediationPhase::ReleasingWorkloads)
+    );
+    // Pods the taint evicted are deleted as pod GC would, at once.
+    off.workloads = Some(Workloads {
+        pods: 2,
+        volume_attachments: 1,
+        evicted_pods: 1,
+    });
+    assert_eq!(
+        run(&spec, &plan.status, &off, t(3)).action,
+        Action::FinishEvictions
     );
     off.workloads = Some(Workloads::default());
     let plan = run(&spec, &plan.status, &off, t(9));
@@ -505,6 +516,7 @@ fn resource_deletion_deletes_until_nothing_is_left() {
     off.workloads = Some(Workloads {
         pods: 1,
         volume_attachments: 0,
+        evicted_pods: 0,
     });
     let plan = run(&spec, &status, &off, t(2));
     assert_eq!(plan.action, Action::DeleteWorkloads);

@@ -24,7 +24,12 @@ static CRDS: OnceCell<()> = OnceCell::const_new();
 
 /// The shared test bed with our CRDs installed and established.
 pub async fn testbed() -> Result<&'static TestBed> {
-    let tb = TestBed::shared();
+    testbed_with(nodehealer_testbed::TestBedOptions::default()).await
+}
+
+/// [`testbed`] with options (the first call of the binary decides them).
+pub async fn testbed_with(options: nodehealer_testbed::TestBedOptions) -> Result<&'static TestBed> {
+    let tb = TestBed::shared_with(options);
     CRDS.get_or_try_init(|| async {
         let client = tb.client().await?;
         for crd in nodehealer::api::crds() {

@@ -64,8 +64,8 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver, waits until the apiserver is ready, then starts
-    /// kube-controller-manager, kube-scheduler and kwok.
-    pub fn start(launcher: &Launcher) -> Result<Self> {
+    /// kube-controller-manager (without `disabled_controllers`), kube-scheduler and kwok.
+    pub fn start(launcher: &Launcher, disabled_controllers: &[String]) -> Result<Self> {
         let bin = binaries_dir()?;
         let dir = launcher.run_dir().to_path_buf();
         let pki = dir.join("pki");
@@ -162,7 +162,10 @@ impl ControlPlane {
             "--leader-elect=false".into(),
             "--bind-address=127.0.0.1".into(),
             "--secure-port=0".into(),
-            "--controllers=*".into(),
+            std::iter::once("--controllers=*".to_string())
+                .chain(disabled_controllers.iter().map(|c| format!("-{c}")))
+                .collect::<Vec<_>>()
+                .join(","),
             "--node-monitor-period=1s".into(),
             format!(
                 "--node-monitor-grace-period={}s",

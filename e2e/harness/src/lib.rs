@@ -118,15 +118,30 @@ impl TestCluster {
     }
 }
 
+/// What a test bed runs differently from the default one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TestBedOptions {
+    /// kube-controller-manager controllers left out (e.g. `pod-garbage-collector-controller`,
+    /// to show what the operator does without it).
+    pub disabled_controllers: Vec<String>,
+}
+
 impl TestBed {
     /// The test bed shared by every test of this binary, started on first use. It is torn
     /// down by its watchdog when the test binary exits, even after a panic.
     pub fn shared() -> &'static TestBed {
+        Self::shared_with(TestBedOptions::default())
+    }
+
+    /// [`TestBed::shared`] with options; the first call of the binary decides them, so every
+    /// test of a binary must pass the same.
+    pub fn shared_with(options: TestBedOptions) -> &'static TestBed {
         SHARED.get_or_init(|| {
             // Started on a thread of its own: callers are usually inside a tokio runtime,
             // where blocking start-up (and owning another runtime) is not allowed.
-            std::thread::spawn(|| {
-                TestBed::start().unwrap_or_else(|e| panic!("starting the test bed: {e:#}"))
+            std::thread::spawn(move || {
+                TestBed::start_with(&options)
+                    .unwrap_or_else(|e| panic!("starting the test bed: {e:#}"))
             })
             .join()
             .expect("test bed start-up thread")
@@ -135,6 +150,11 @@ impl TestBed {
 
     /// Starts a test bed. Blocking: call it outside any async runtime.
     pub fn start() -> Result<TestBed> {
+        Self::start_with(&TestBedOptions::default())
+    }
+
+    /// [`TestBed::start`] with options.
+    pub fn start_with(options: &TestBedOptions) -> Result<TestBed> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("TESTBED_LOG")
@@ -149,7 +169,7 @@ impl TestBed {
             std::process::id()
         ));
         let launcher = Launcher::new(&run_dir)?;
-        let cp = ControlPlane::start(&launcher)?;
+        let cp = ControlPlane::start(&launcher, &options.disabled_controllers)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
