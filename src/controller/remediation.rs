@@ -629,10 +629,7 @@ async fn count_workloads(ctx: &Context, node_name: &str) -> Result<Workloads> {
         // Mirror pods are the kubelet's; the API cannot delete them.
         .filter(|p| !p.annotations().contains_key("kubernetes.io/config.mirror"))
         .collect();
-    let evicted_pods = pods
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_some())
-        .count();
+    let evicted_pods = pods.iter().filter(|p| evicted_not_forced(p)).count();
     let pods = pods.len();
     let vas: Api<VolumeAttachment> = Api::all(ctx.client.clone());
     let volume_attachments = vas
@@ -670,7 +667,15 @@ async fn delete_workloads(ctx: &Context, node_name: &str) -> Result<()> {
 /// taint manager evicted them), as pod GC does for a node with the out-of-service taint.
 /// Returns how many.
 async fn finish_evictions(ctx: &Context, node_name: &str) -> Result<usize> {
-    force_delete_pods(ctx, node_name, |p| p.metadata.deletion_timestamp.is_some()).await
+    force_delete_pods(ctx, node_name, evicted_not_forced).await
+}
+
+/// Being deleted, with a grace period still to run out. A pod already force-deleted (grace
+/// period 0) that is still there waits for its finalizers: deleting it again would change
+/// nothing (and would repeat every round).
+fn evicted_not_forced(pod: &PartialObjectMeta<Pod>) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+        && pod.metadata.deletion_grace_period_seconds != Some(0)
 }
 
 /// Force-deletes the pods bound to `node_name` that `which` picks; returns how many. Each
