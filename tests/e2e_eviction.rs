@@ -74,18 +74,22 @@ async fn the_evicted_pods_of_a_fenced_node_are_deleted_without_pod_gc() -> Resul
     .await;
     moved.with_context(|| format!("operator log:\n{}", op.log_tail()))?;
 
+    // The event follows the deletes; the new pod may run before it is written.
     let events: Api<KubeEvent> = Api::namespaced(client.clone(), &ns);
-    let completed: Vec<String> = events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("EvictionsCompleted"))
-        .filter_map(|e| e.message)
-        .collect();
-    assert!(
-        completed.iter().any(|m| m.contains(&home)),
-        "an EvictionsCompleted event names the node: {completed:?}"
-    );
+    wait_for(
+        Duration::from_secs(10),
+        "an EvictionsCompleted event naming the node",
+        || async {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("EvictionsCompleted"))
+                .filter_map(|e| e.message)
+                .any(|m| m.contains(&home)))
+        },
+    )
+    .await?;
     Ok(())
 }
