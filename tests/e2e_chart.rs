@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
-    CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, is_ready, report_timing, wait_for,
+    CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, is_ready, report_timing, taint_strings,
+    wait_for,
 };
 use serde_json::json;
 use support::Operator;
@@ -358,14 +359,7 @@ async fn the_operator_heals_a_node_with_only_the_charts_permissions() -> Result<
         },
     )
     .await?;
-    let node = nodes.get(&home).await?;
-    let taints: Vec<String> = node
-        .spec
-        .and_then(|s| s.taints)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.key)
-        .collect();
+    let taints = taint_strings(&nodes.get(&home).await?);
     assert!(
         !taints
             .iter()

@@ -87,13 +87,12 @@ async fn a_keystone_outage_holds_the_remediation_and_it_resumes_when_keystone_re
     // Keystone is back.
     tb.sim.clear_faults();
     let back = Instant::now();
-    let done = wait_for(Duration::from_secs(120), "Succeeded", || async {
-        let phase = rems.get(&victim).await?.status.and_then(|s| s.phase);
-        if phase == Some(RemediationPhase::Failed) {
-            bail!("the Remediation failed");
-        }
-        Ok(phase == Some(RemediationPhase::Succeeded))
-    })
+    let done = support::wait_phase(
+        &rems,
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(120),
+    )
     .await;
     if let Err(e) = done {
         bail!("{e}\nlog:\n{}", op.log_tail());

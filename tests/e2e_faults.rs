@@ -896,18 +896,12 @@ async fn a_busy_magnum_cluster_holds_a_replace_until_it_settles() -> Result<()> 
     );
 
     bed.tb.sim.set_cluster_status(&cluster, "UPDATE_COMPLETE");
-    let done = wait_for(Duration::from_secs(120), "the Replace succeeds", || async {
-        let phase = bed
-            .remediations()
-            .get(&victim)
-            .await?
-            .status
-            .and_then(|s| s.phase);
-        if phase == Some(RemediationPhase::Failed) {
-            bail!("the Remediation failed");
-        }
-        Ok(phase == Some(RemediationPhase::Succeeded))
-    })
+    let done = support::wait_phase(
+        &bed.remediations(),
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(120),
+    )
     .await;
     if let Err(e) = done {
         bail!("{e}\nlog:\n{}", op.log_tail());

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{Event, Node, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
@@ -95,18 +95,7 @@ impl Scenario {
         phase: RemediationPhase,
         timeout: Duration,
     ) -> Result<Duration> {
-        let took = wait_for(
-            timeout,
-            &format!("Remediation {node} {phase:?}"),
-            || async {
-                let now = self.phase(node).await?;
-                if now.is_some_and(|p| p.is_final()) && now != Some(phase) {
-                    bail!("Remediation ended {now:?}, wanted {phase:?}");
-                }
-                Ok(now == Some(phase))
-            },
-        )
-        .await;
+        let took = support::wait_phase(&self.remediations(), node, phase, timeout).await;
         took.with_context(|| format!("operator log:\n{}", self.op.log_tail()))
     }
 

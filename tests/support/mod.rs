@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
-use nodehealer::api::{NodeHealthCheckStatus, Remediation};
+use nodehealer::api::{NodeHealthCheckStatus, Remediation, RemediationPhase};
 use nodehealer_testbed::procs::{Proc, free_port};
 use nodehealer_testbed::{TestBed, wait_for};
 use serde_json::{Value, json};
@@ -174,6 +174,28 @@ pub async fn remediate(client: &kube::Client, ns: &str, node: &str, spec: Value)
         .create(&PostParams::default(), &rem)
         .await?;
     Ok(())
+}
+
+/// Waits until the Remediation `name` reaches `phase`; fails at once when it ends in another
+/// final phase. Returns how long it took.
+pub async fn wait_phase(
+    remediations: &Api<Remediation>,
+    name: &str,
+    phase: RemediationPhase,
+    timeout: Duration,
+) -> Result<Duration> {
+    wait_for(
+        timeout,
+        &format!("Remediation {name} {phase:?}"),
+        || async {
+            let now = remediations.get(name).await?.status.and_then(|s| s.phase);
+            if now.is_some_and(|p| p.is_final()) && now != Some(phase) {
+                anyhow::bail!("Remediation ended {now:?}, wanted {phase:?}");
+            }
+            Ok(now == Some(phase))
+        },
+    )
+    .await
 }
 
 /// The OpenStack actions the simulator accepted for `server`, in order (`delete` for a DELETE).
