@@ -5,7 +5,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Event, Node};
 use kube::api::{Api, ListParams};
 use nodehealer::api::{Remediation, RemediationPhase};
@@ -87,16 +87,14 @@ async fn a_keystone_outage_holds_the_remediation_and_it_resumes_when_keystone_re
     // Keystone is back.
     tb.sim.clear_faults();
     let back = Instant::now();
-    let done = support::wait_phase(
+    support::wait_phase(
         &rems,
         &victim,
         RemediationPhase::Succeeded,
         Duration::from_secs(120),
     )
-    .await;
-    if let Err(e) = done {
-        bail!("{e}\nlog:\n{}", op.log_tail());
-    }
+    .await
+    .with_context(|| format!("operator log:\n{}", op.log_tail()))?;
     assert_eq!(
         support::accepted_actions(tb, &server),
         vec!["os-stop", "os-start"]

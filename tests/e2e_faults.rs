@@ -9,14 +9,14 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Event, Node, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use nodehealer::api::{NodeHealthCheck, Remediation, RemediationPhase};
 use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
 use nodehealer_testbed::{
     CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, OS_PROJECT, TestBed, TestCluster, ready_status,
-    report_timing, taint_strings, wait_for,
+    report_timing, wait_for,
 };
 use openstack_sim::{Fault, FaultKind, Service};
 use serde_json::{Value, json};
@@ -152,11 +152,7 @@ impl Bed {
     }
 
     async fn taints(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self
-            .node(name)
-            .await?
-            .map(|n| taint_strings(&n))
-            .unwrap_or_default())
+        support::node_taints(&self.client, name).await
     }
 
     /// Every accepted OpenStack action on the cluster's servers, by server (servers with none
@@ -896,16 +892,14 @@ async fn a_busy_magnum_cluster_holds_a_replace_until_it_settles() -> Result<()> 
     );
 
     bed.tb.sim.set_cluster_status(&cluster, "UPDATE_COMPLETE");
-    let done = support::wait_phase(
+    support::wait_phase(
         &bed.remediations(),
         &victim,
         RemediationPhase::Succeeded,
         Duration::from_secs(120),
     )
-    .await;
-    if let Err(e) = done {
-        bail!("{e}\nlog:\n{}", op.log_tail());
-    }
+    .await
+    .with_context(|| format!("operator log:\n{}", op.log_tail()))?;
     assert_eq!(resizes(), 1, "exactly one resize");
     assert!(bed.tb.sim.server(&server).is_none(), "the server is gone");
     Ok(())

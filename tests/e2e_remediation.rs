@@ -16,8 +16,7 @@ use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
 use nodehealer_testbed::{
-    ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, ready_status, report_timing,
-    taint_strings, wait_for,
+    ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, ready_status, report_timing, wait_for,
 };
 use serde_json::json;
 use support::Operator;
@@ -140,11 +139,7 @@ impl Scenario {
     }
 
     async fn taints(&self, name: &str) -> Result<Vec<String>> {
-        Ok(self
-            .node(name)
-            .await?
-            .map(|n| taint_strings(&n))
-            .unwrap_or_default())
+        support::node_taints(&self.client, name).await
     }
 
     /// Accepted OpenStack actions on a server, from the simulator's request log.

@@ -176,6 +176,15 @@ pub async fn remediate(client: &kube::Client, ns: &str, node: &str, spec: Value)
     Ok(())
 }
 
+/// The taints of node `name` as `key=value:Effect` strings; none when it does not exist.
+pub async fn node_taints(client: &kube::Client, name: &str) -> Result<Vec<String>> {
+    Ok(Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get_opt(name)
+        .await?
+        .map(|n| nodehealer_testbed::taint_strings(&n))
+        .unwrap_or_default())
+}
+
 /// Waits until the Remediation `name` reaches `phase`; fails at once when it ends in another
 /// final phase. Returns how long it took.
 pub async fn wait_phase(
