@@ -10,8 +10,7 @@ mod support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::Event as KubeEvent;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use nodehealer_testbed::workloads::{attached_nodes, pv_name, running_on, stateful_app};
 use nodehealer_testbed::{CLUSTER_LABEL, ClusterSpec, TestBedOptions, wait_for};
 use serde_json::json;
@@ -75,19 +74,14 @@ async fn the_evicted_pods_of_a_fenced_node_are_deleted_without_pod_gc() -> Resul
     moved.with_context(|| format!("operator log:\n{}", op.log_tail()))?;
 
     // The event follows the deletes; the new pod may run before it is written.
-    let events: Api<KubeEvent> = Api::namespaced(client.clone(), &ns);
     wait_for(
         Duration::from_secs(10),
         "an EvictionsCompleted event naming the node",
         || async {
-            Ok(events
-                .list(&ListParams::default())
+            Ok(support::events(&client, &ns)
                 .await?
-                .items
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("EvictionsCompleted"))
-                .filter_map(|e| e.message)
-                .any(|m| m.contains(&home)))
+                .iter()
+                .any(|(reason, message)| reason == "EvictionsCompleted" && message.contains(&home)))
         },
     )
     .await?;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::{Event, Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use nodehealer::api::{NodeHealthCheck, Remediation, RemediationPhase};
 use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
@@ -167,14 +167,7 @@ impl Bed {
     }
 
     async fn events(&self) -> Result<Vec<(String, String)>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-            .collect())
+        support::events(&self.client, &self.ns).await
     }
 }
 

@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::{Event, Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
 use nodehealer_testbed::workloads::{running_on, stateful_app};
@@ -148,14 +148,11 @@ impl Scenario {
     }
 
     async fn events(&self, reason: &str) -> Result<Vec<String>> {
-        let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
-        Ok(events
-            .list(&ListParams::default())
+        Ok(support::events(&self.client, &self.ns)
             .await?
-            .items
             .into_iter()
-            .filter(|e| e.reason.as_deref() == Some(reason))
-            .filter_map(|e| e.message)
+            .filter(|(r, _)| r == reason)
+            .map(|(_, message)| message)
             .collect())
     }
 }

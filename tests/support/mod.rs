@@ -176,6 +176,18 @@ pub async fn remediate(client: &kube::Client, ns: &str, node: &str, spec: Value)
     Ok(())
 }
 
+/// The events of namespace `ns`, as (reason, message).
+pub async fn events(client: &kube::Client, ns: &str) -> Result<Vec<(String, String)>> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), ns);
+    Ok(events
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect())
+}
+
 /// The taints of node `name` as `key=value:Effect` strings; none when it does not exist.
 pub async fn node_taints(client: &kube::Client, name: &str) -> Result<Vec<String>> {
     Ok(Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
