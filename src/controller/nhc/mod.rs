@@ -312,6 +312,13 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     // only caches, and the controller merges wakes that arrive while one is queued.
     let wakes = receiver_stream(inputs.wake_rx).map(|_: Wake| ());
 
+    // Decide nothing before the caches hold the whole cluster: with a partial node list, the
+    // remediations of nodes not yet seen would look like those of deleted nodes and be
+    // removed (and their servers powered back on) by the first reconcile after a restart.
+    super::wait_synced(&ctx.nodes).await;
+    super::wait_synced(&ctx.leases).await;
+    super::wait_synced(&ctx.pending_pods).await;
+
     let api: Api<NodeHealthCheck> = Api::all(ctx.client.clone());
     let mut config = watcher::Config::default();
     if let Some(selector) = &ctx.settings.nhc_selector {
