@@ -1,7 +1,8 @@
 //! The link between the simulated cloud and the simulated nodes: what a server's power does
 //! to its kubelet. A running server's node heartbeats through kwok; a server that is off,
-//! crashed, on a dead hypervisor or deleted goes silent (its node Lease is taken over, so
-//! kwok stops renewing it and kube-controller-manager marks the node Unknown). A new server
+//! crashed, on a dead hypervisor or deleted goes silent (its node Lease is taken over and
+//! kwok stops managing the node, so nothing renews the Lease, nothing plays its pods'
+//! stages, and kube-controller-manager marks the node Unknown). A new server
 //! of a known cluster registers a new Node, as a booting kubelet would.
 //!
 //! The link also plays the CSI external attacher: VolumeAttachments of the test bed's CSI
@@ -240,50 +241,82 @@ async fn create_node(client: &kube::Client, node: &Node) -> Result<()> {
 }
 
 /// Lets kwok heartbeat for the node (`alive`) or silences it by taking over its Lease.
+///
+/// A silent node also loses kwok's management label: kwok v0.8.0 should leave the pods of a
+/// node whose Lease it does not hold alone, but it starts its pod and node controllers in
+/// map order, and when the pod controller comes first it never learns about Leases. Then
+/// it plays a live kubelet for a dead node's pods in about half of the test beds (an evicted
+/// pod vanishes at once instead of waiting for a force delete), which is not what a dead
+/// machine does.
 pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Result<()> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     if alive {
-        // Deleting our takeover lets kwok create and renew the Lease again.
-        match leases.get_opt(node).await? {
-            Some(lease)
-                if lease
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.holder_identity.as_deref())
-                    == Some(SILENT_HOLDER) =>
-            {
-                match leases.delete(node, &DeleteParams::default()).await {
-                    Ok(_) => Ok(()),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            _ => Ok(()),
-        }
-    } else {
-        // MicroTime: the apiserver insists on exactly six fractional digits.
-        let now = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
-            .to_string();
-        let body = json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": node, "namespace": "kube-node-lease"},
-            "spec": {
-                "holderIdentity": SILENT_HOLDER,
-                "leaseDurationSeconds": 3600,
-                "renewTime": now,
-            }
-        });
-        leases
-            .patch(
-                node,
-                &PatchParams::apply("nodehealer-testbed").force(),
-                &Patch::Apply(body),
-            )
-            .await?;
-        Ok(())
+        release_lease(&leases, node).await?;
+        // kwok manages the node again: it creates a Lease and resumes the pods' stages.
+        return set_kwok_managed(client, node, true).await;
     }
+    set_kwok_managed(client, node, false).await?;
+    take_over_lease(&leases, node).await
+}
+
+/// Adds or removes the label kwok manages nodes by. A deleted node needs neither.
+async fn set_kwok_managed(client: &kube::Client, node: &str, managed: bool) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let value = managed.then_some(crate::nodes::KWOK_LABEL.1);
+    let patch = json!({"metadata": {"labels": {crate::nodes::KWOK_LABEL.0: value}}});
+    match nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deleting our takeover lets kwok create and renew the Lease again.
+async fn release_lease(leases: &Api<Lease>, node: &str) -> Result<()> {
+    let Some(lease) = leases.get_opt(node).await? else {
+        return Ok(());
+    };
+    let holder = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref());
+    if holder != Some(SILENT_HOLDER) {
+        return Ok(());
+    }
+    match leases.delete(node, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Holds the node's Lease for an hour, so nothing renews it.
+async fn take_over_lease(leases: &Api<Lease>, node: &str) -> Result<()> {
+    // MicroTime: the apiserver insists on exactly six fractional digits.
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let body = json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node, "namespace": "kube-node-lease"},
+        "spec": {
+            "holderIdentity": SILENT_HOLDER,
+            "leaseDurationSeconds": 3600,
+            "renewTime": now,
+        }
+    });
+    leases
+        .patch(
+            node,
+            &PatchParams::apply("nodehealer-testbed").force(),
+            &Patch::Apply(body),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Plays the CSI external attacher for the test bed's driver: every VolumeAttachment of
