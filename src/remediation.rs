@@ -10,6 +10,10 @@
 //! | `Reboot` | Reboot (soft, then hard if the node is not back in half the recover timeout) → node Ready |
 //! | `PowerCycle` | Fence (`os-stop`, confirmed `SHUTOFF`) → ReleaseWorkloads → Recover (`os-start`) → WaitForNode |
 //! | `Rebuild` | Fence → ReleaseWorkloads → Recover (`rebuild` with the server's image, then `os-start` if Nova left it off) → WaitForNode |
+//!
+//! A server someone shelved (`SHELVED` or `SHELVED_OFFLOADED`, no task) is already off: the
+//! Fence step confirms it without a request, and Recover sends `unshelve` where it would send
+//! `os-start` (a Rebuild unshelves first: Nova rebuilds only an active or stopped server).
 //! | `Replace` | Fence by removal (Magnum resize with `nodes_to_remove`, or Nova delete; confirmed when the server is gone) → ReleaseWorkloads → Recover (the Node object is deleted; Magnum's update completes) |
 //!
 //! ReleaseWorkloads with `OutOfServiceTaint` puts the taint on and lets Kubernetes evict the
@@ -17,8 +21,8 @@
 //! force-deleted at once, as kube-controller-manager's pod GC would on its next 20 s pass.
 //!
 //! Safety: ReleaseWorkloads — the only step that puts the out-of-service taint on a node or
-//! deletes its pods — starts only after the Fence step saw the server `SHUTOFF` (with no task
-//! running) or gone. A node that is Ready when the remediation starts is never fenced.
+//! deletes its pods — starts only after the Fence step saw the server `SHUTOFF` or shelved
+//! (with no task running) or gone. A node that is Ready when the remediation starts is never fenced.
 
 use std::time::Duration as StdDuration;
 
@@ -51,6 +55,7 @@ pub const STEP_WAIT_FOR_NODE: &str = "WaitForNode";
 /// Request names as they appear in `status.steps[].requests[].action`.
 pub const REQ_STOP: &str = "os-stop";
 pub const REQ_START: &str = "os-start";
+pub const REQ_UNSHELVE: &str = "unshelve";
 pub const REQ_REBOOT_SOFT: &str = "reboot-soft";
 pub const REQ_REBOOT_HARD: &str = "reboot-hard";
 pub const REQ_REBUILD: &str = "rebuild";
@@ -89,6 +94,11 @@ impl ServerState {
     /// Powered off, with nothing in progress: the guest cannot write anywhere.
     pub fn is_off(&self) -> bool {
         self.status == "SHUTOFF" && self.task_state.is_none()
+    }
+    /// Shelved (and perhaps offloaded from its host), with nothing in progress: Nova powered
+    /// the guest off before shelving it, and only `unshelve` boots it again.
+    pub fn is_shelved(&self) -> bool {
+        matches!(self.status.as_str(), "SHELVED" | "SHELVED_OFFLOADED") && self.task_state.is_none()
     }
     /// Running, with nothing in progress.
     pub fn is_active(&self) -> bool {
@@ -153,6 +163,7 @@ pub enum Action {
 pub enum CloudRequest {
     Stop,
     Start,
+    Unshelve,
     Reboot {
         hard: bool,
     },
@@ -170,6 +181,7 @@ impl CloudRequest {
         match self {
             CloudRequest::Stop => REQ_STOP,
             CloudRequest::Start => REQ_START,
+            CloudRequest::Unshelve => REQ_UNSHELVE,
             CloudRequest::Reboot { hard: false } => REQ_REBOOT_SOFT,
             CloudRequest::Reboot { hard: true } => REQ_REBOOT_HARD,
             CloudRequest::Rebuild { .. } => REQ_REBUILD,
@@ -470,6 +482,12 @@ impl Machine<'_> {
             return self.fail("the server is gone: a reboot cannot help".into());
         };
         let server = server.clone();
+        if server.is_shelved() {
+            return self.fail(format!(
+                "the server is {}: Nova cannot reboot a shelved server (a PowerCycle unshelves it)",
+                server.status
+            ));
+        }
         let soft_sent = last_request(step, REQ_REBOOT_SOFT).is_some();
         let hard_sent = last_request(step, REQ_REBOOT_HARD).is_some();
         let hard_now = match self.spec.openstack.reboot_type {
@@ -507,6 +525,11 @@ impl Machine<'_> {
                 if s.is_off() && self.spec.action != RemediationAction::Replace =>
             {
                 Some("Nova reports the server SHUTOFF")
+            }
+            ServerObservation::Present(s)
+                if s.is_shelved() && self.spec.action != RemediationAction::Replace =>
+            {
+                Some("Nova reports the server shelved (powered off)")
             }
             ServerObservation::Present(_) => None,
         };
@@ -609,6 +632,11 @@ impl Machine<'_> {
                     return self.fail("the server disappeared before it could be rebuilt".into());
                 };
                 if last_request(step, REQ_REBUILD).is_none() {
+                    if server.is_shelved() || last_request(step, REQ_UNSHELVE).is_some() {
+                        if let Some(action) = self.unshelve(step, &server) {
+                            return action;
+                        }
+                    }
                     if server.task_state.is_some() {
                         return Action::Wait(POLL);
                     }
@@ -641,6 +669,12 @@ impl Machine<'_> {
             self.finish_step("Nova reports the server ACTIVE");
             return Action::Wait(StdDuration::ZERO);
         }
+        // A Rebuild that unshelved first has rebuilt the server since: that is followed above.
+        let unshelving =
+            last_request(step, REQ_UNSHELVE).is_some() && last_request(step, REQ_REBUILD).is_none();
+        if server.is_shelved() || unshelving {
+            return self.unshelve(step, &server).unwrap_or(Action::Wait(POLL));
+        }
         if last_request(step, REQ_START).is_none() {
             if !server.is_off() {
                 return Action::Wait(POLL);
@@ -651,6 +685,24 @@ impl Machine<'_> {
             s.task_state.as_deref() == Some("powering-on") || s.status == "ACTIVE"
         })
         .unwrap_or(Action::Wait(POLL))
+    }
+
+    /// `unshelve` until Nova reports the server ACTIVE; None once it is.
+    fn unshelve(&mut self, step: &StepRecord, server: &ServerState) -> Option<Action> {
+        if server.is_active() {
+            return None;
+        }
+        if last_request(step, REQ_UNSHELVE).is_none() {
+            return Some(self.send(CloudRequest::Unshelve));
+        }
+        let unshelving = |s: &ServerState| {
+            matches!(s.task_state.as_deref(), Some("unshelving" | "spawning"))
+                || s.status == "ACTIVE"
+        };
+        Some(
+            self.follow_up(REQ_UNSHELVE, server, unshelving)
+                .unwrap_or(Action::Wait(POLL)),
+        )
     }
 
     fn recover_replace(&mut self) -> Action {

@@ -410,6 +410,53 @@ async fn rebuild_uses_the_servers_image_and_brings_the_node_back() -> Result<()>
     Ok(())
 }
 
+/// A server someone shelved is already off: fenced without a request, its StatefulSet pod
+/// freed, and brought back with `unshelve` (Nova refuses `os-start` for a shelved server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shelved_server_is_fenced_as_it_is_and_unshelved() -> Result<()> {
+    let s = Scenario::new("shelved", 0, 2).await?;
+    stateful_app(
+        &s.client,
+        &s.ns,
+        "db",
+        &[("nodehealer.io/testbed-cluster", &s.cluster.name)],
+    )
+    .await?;
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
+    })
+    .await?;
+    let victim = running_on(&s.client, &s.ns, "db-0")
+        .await?
+        .context("db-0 placed")?;
+    s.tb.shelve_node(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    assert_eq!(s.tb.power_state(&victim).await?.status, "SHELVED_OFFLOADED");
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let elsewhere = running_on(&s.client, &s.ns, "db-0").await?;
+    assert!(
+        elsewhere.as_ref().is_some_and(|n| n != &victim),
+        "db-0 moved off the shelved node: {elsewhere:?}"
+    );
+    assert_eq!(s.accepted_actions(&s.server(&victim)), vec!["unshelve"]);
+    let server = s.tb.power_state(&victim).await?;
+    assert_eq!((server.status.as_str(), server.unshelves), ("ACTIVE", 1));
+    let fenced = s.events("Fenced").await?;
+    assert!(
+        fenced.iter().any(|m| m.contains("shelved")),
+        "the Fenced event says why: {fenced:?}"
+    );
+    s.wait_taints_gone(&victim).await?;
+    Ok(())
+}
+
 /// Replace through Magnum: the server is removed by a resize that keeps the node count, the
 /// old Node is deleted, a new server and node join, PermanentNodeDeletionExpected is set.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,6 +182,25 @@ async fn password_auth_and_every_nova_call() {
         (1, 1, 1, 1, 1)
     );
 
+    // Someone shelves it: Nova offloads it, and only unshelve boots it again.
+    env.sim.shelve_server(&id).unwrap();
+    wait_for(cloud.as_ref(), &id, "shelved", |s| {
+        s.is_some_and(|s| s.status == "SHELVED_OFFLOADED" && s.task_state.is_none())
+    })
+    .await;
+    assert!(
+        expect_err(cloud.start(&id))
+            .await
+            .to_string()
+            .contains("HTTP 409")
+    );
+    cloud.unshelve(&id).await.unwrap();
+    wait_for(cloud.as_ref(), &id, "unshelved", |s| {
+        s.is_some_and(Server::is_active)
+    })
+    .await;
+    assert_eq!(env.sim.server(&id).unwrap().unshelves, 1);
+
     cloud.delete(&id).await.unwrap();
     wait_for(cloud.as_ref(), &id, "gone", |s| s.is_none()).await;
 
@@ -198,7 +217,9 @@ async fn password_auth_and_every_nova_call() {
             "os-start 202",
             "reboot 202",
             "reboot 202",
-            "rebuild 202"
+            "rebuild 202",
+            "os-start 409",
+            "unshelve 202"
         ]
     );
     let deletes = env.requests(|r| r.method == "DELETE" && r.service == Service::Nova);

@@ -322,7 +322,7 @@ pub struct StepRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenStackRequest {
-    /// The action, e.g. `os-stop`, `os-start`, `reboot-soft`, `reboot-hard`, `rebuild`, `delete`,
+    /// The action, e.g. `os-stop`, `os-start`, `unshelve`, `reboot-soft`, `reboot-hard`, `rebuild`, `delete`,
     /// `magnum-resize`.
     pub action: String,
 

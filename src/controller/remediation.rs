@@ -548,6 +548,7 @@ async fn send(
     match request {
         CloudRequest::Stop => cloud.stop(server_id).await?,
         CloudRequest::Start => cloud.start(server_id).await?,
+        CloudRequest::Unshelve => cloud.unshelve(server_id).await?,
         CloudRequest::Reboot { hard } => {
             let kind = if *hard {
                 RebootType::Hard

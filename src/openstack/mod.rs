@@ -4,7 +4,7 @@
 //! # Why our own small client, not `openstack_sdk`
 //!
 //! `openstack_sdk` (0.22, OpenStack's own Rust SDK) covers clouds.yaml, every auth plugin and
-//! every service, and it is async on tokio. We use six Nova calls, four Magnum calls and one
+//! every service, and it is async on tokio. We use eight Nova calls, four Magnum calls and one
 //! Keystone call, and for those the SDK costs more than it gives:
 //!
 //! - **Weight and TLS.** Its default features pull in every service crate and a dozen auth
@@ -64,6 +64,8 @@ pub trait Cloud: Send + Sync {
     fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// `os-start`: power on.
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// `unshelve`: power on a shelved server (`os-start` does not apply to one).
+    fn unshelve<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
     fn reboot<'a>(&'a self, id: &'a str, kind: RebootType) -> BoxFuture<'a, Result<()>>;
     /// Rebuild from `image_id` (the server's own image, for a clean re-install).
     fn rebuild<'a>(&'a self, id: &'a str, image_id: &'a str) -> BoxFuture<'a, Result<()>>;
@@ -127,6 +129,9 @@ impl Cloud for OpenStackClient {
     }
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(nova::start(self, id))
+    }
+    fn unshelve<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(nova::unshelve(self, id))
     }
     fn reboot<'a>(&'a self, id: &'a str, kind: RebootType) -> BoxFuture<'a, Result<()>> {
         Box::pin(nova::reboot(self, id, kind))

@@ -40,8 +40,8 @@ pub mod status {
 }
 
 impl Server {
-    /// Powered off with nothing in progress: the guest cannot write anywhere. The one state
-    /// that confirms a fence.
+    /// Powered off with nothing in progress: the guest cannot write anywhere. (A shelved
+    /// server is off too; the step machine's `ServerState::is_shelved` knows it.)
     pub fn is_off(&self) -> bool {
         self.status == status::SHUTOFF && self.task_state.is_none()
     }
@@ -240,6 +240,11 @@ pub(super) async fn stop(client: &OpenStackClient, id: &str) -> Result<()> {
 
 pub(super) async fn start(client: &OpenStackClient, id: &str) -> Result<()> {
     action(client, "server_start", id, json!({"os-start": null})).await
+}
+
+/// `unshelve`: brings a shelved (and offloaded) server back onto a host and boots it.
+pub(super) async fn unshelve(client: &OpenStackClient, id: &str) -> Result<()> {
+    action(client, "server_unshelve", id, json!({"unshelve": null})).await
 }
 
 pub(super) async fn reboot(client: &OpenStackClient, id: &str, kind: RebootType) -> Result<()> {

@@ -814,3 +814,110 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
         Some(OUTCOME_ACCEPTED)
     );
 }
+
+fn sent_requests(status: &RemediationStatus) -> Vec<&str> {
+    status
+        .steps
+        .iter()
+        .flat_map(|s| s.requests.iter().map(|r| r.action.as_str()))
+        .collect()
+}
+
+#[test]
+fn a_shelved_server_is_fenced_without_a_request_and_unshelved_to_recover() {
+    let spec = spec(RemediationAction::PowerCycle);
+    for shelved in ["SHELVED", "SHELVED_OFFLOADED"] {
+        let mut obs = observed(Some(false), server(shelved, None));
+        let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+        assert_eq!(
+            plan.status.phase,
+            Some(RemediationPhase::ReleasingWorkloads),
+            "{shelved}: a shelved guest is powered off"
+        );
+        assert!(
+            sent_requests(&plan.status).is_empty(),
+            "{shelved}: no os-stop"
+        );
+        obs.workloads = Some(Workloads::default());
+        let plan = run(&spec, &plan.status, &obs, t(2));
+        assert_eq!(
+            plan.action,
+            Action::Cloud(CloudRequest::Unshelve),
+            "{shelved}: os-start does not apply to a shelved server"
+        );
+        let mut status = plan.status;
+        accept_last(&mut status);
+        // Unshelving: the status stays shelved while the task runs.
+        let busy = observed(Some(false), server(shelved, Some("unshelving")));
+        assert_eq!(run(&spec, &status, &busy, t(3)).action, Action::Wait(POLL));
+        let plan = run(
+            &spec,
+            &status,
+            &observed(Some(true), server("ACTIVE", None)),
+            t(5),
+        );
+        assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+        assert_eq!(sent_requests(&plan.status), vec![REQ_UNSHELVE]);
+    }
+}
+
+#[test]
+fn a_shelving_server_is_not_fenced_until_the_shelve_is_done() {
+    let spec = spec(RemediationAction::PowerCycle);
+    // The guest may still run while Nova shelves it: only the end state proves it off.
+    let obs = observed(Some(false), server("ACTIVE", Some("shelving")));
+    let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Fencing));
+    assert!(
+        !desired_taints(&spec, &plan.status)
+            .iter()
+            .any(|t| t.0 == OUT_OF_SERVICE_TAINT_KEY)
+    );
+}
+
+#[test]
+fn a_shelved_server_is_unshelved_before_it_is_rebuilt() {
+    let spec = spec(RemediationAction::Rebuild);
+    let mut shelved = observed(Some(false), server("SHELVED_OFFLOADED", None));
+    shelved.workloads = Some(Workloads::default());
+    let plan = run(&spec, &RemediationStatus::default(), &shelved, t(0));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Unshelve));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let mut active = observed(Some(false), server("ACTIVE", None));
+    active.workloads = Some(Workloads::default());
+    let plan = run(&spec, &status, &active, t(4));
+    assert_eq!(
+        plan.action,
+        Action::Cloud(CloudRequest::Rebuild {
+            image_id: "img-1".into()
+        })
+    );
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let rebuilding = observed(Some(false), server("REBUILD", Some("rebuilding")));
+    assert_eq!(
+        run(&spec, &status, &rebuilding, t(5)).action,
+        Action::Wait(POLL)
+    );
+    let plan = run(
+        &spec,
+        &status,
+        &observed(Some(true), server("ACTIVE", None)),
+        t(8),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert_eq!(sent_requests(&plan.status), vec![REQ_UNSHELVE, REQ_REBUILD]);
+}
+
+#[test]
+fn a_reboot_of_a_shelved_server_fails_at_once_so_the_next_template_runs() {
+    let spec = spec(RemediationAction::Reboot);
+    let obs = observed(Some(false), server("SHELVED_OFFLOADED", None));
+    let plan = run(&spec, &RemediationStatus::default(), &obs, t(0));
+    assert_eq!(plan.action, Action::Done);
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    assert!(sent_requests(&plan.status).is_empty());
+    let error = plan.status.last_error.unwrap_or_default();
+    assert!(error.contains("SHELVED_OFFLOADED"), "{error}");
+}

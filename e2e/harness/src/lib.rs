@@ -409,6 +409,15 @@ impl TestBed {
         Ok(())
     }
 
+    /// Someone shelves the node's server (`openstack server shelve`): the guest powers off
+    /// and leaves its hypervisor (`SHELVED_OFFLOADED`); only `unshelve` boots it again.
+    pub async fn shelve_node(&self, node: &str) -> Result<()> {
+        let server = self.server_of(node).await?;
+        self.sim
+            .shelve_server(&server.id)
+            .map_err(|e| anyhow::anyhow!("shelving {node}'s server: {e}"))
+    }
+
     /// The node's hypervisor fails: its kubelet goes silent while Nova still says ACTIVE.
     pub async fn host_down(&self, node: &str) -> Result<()> {
         let server = self.server_of(node).await?;

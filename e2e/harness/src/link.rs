@@ -182,7 +182,7 @@ async fn restart_kubelets(
     for server in servers {
         let count = (
             server.soft_reboots,
-            server.starts + server.hard_reboots + server.rebuilds,
+            server.starts + server.hard_reboots + server.rebuilds + server.unshelves,
         );
         let Some(previous) = boots
             .insert(server.id.clone(), count)

@@ -1,5 +1,5 @@
 //! A simulator of the OpenStack APIs nodehealer uses — Keystone v3 (tokens and catalog),
-//! Nova (servers, power actions, rebuild, delete) and Magnum (clusters, nodegroups, resize)
+//! Nova (servers, power actions, rebuild, shelve, delete) and Magnum (clusters, nodegroups, resize)
 //! — so the operator's real OpenStack client can be tested on this machine, and the test
 //! bed can tie each server's power to a simulated Kubernetes node.
 //!
@@ -257,6 +257,14 @@ impl Sim {
         if !self.with(|st| st.crash_server(id, Instant::now())) {
             tracing::warn!(server = id, "crash_server: no such server");
         }
+    }
+
+    /// Someone shelves the server (`openstack server shelve`): Nova powers the guest off and,
+    /// with its default `shelved_offload_time = 0`, offloads it: `SHELVED_OFFLOADED` after
+    /// the usual transition delay. Returns Nova's refusal, e.g. for a server that is busy.
+    pub fn shelve_server(&self, id: &str) -> Result<(), String> {
+        self.with(|st| st.server_action(id, state::ServerAction::Shelve, Instant::now()))
+            .map_err(|e| e.to_string())
     }
 
     /// A Nova operation fails and leaves the server in ERROR (vm_state `error`); the

@@ -1,5 +1,6 @@
 //! Nova (compute API v2.1 with microversions up to [`crate::NOVA_MAX_MICROVERSION`]):
-//! servers as a non-admin project member sees them, power actions, rebuild and delete.
+//! servers as a non-admin project member sees them, power actions, rebuild, shelve and
+//! unshelve, and delete.
 //! Field sets follow `doc/api_samples/servers/` for the negotiated microversion.
 
 use std::collections::{BTreeMap, HashMap};
@@ -466,6 +467,9 @@ fn parse_action(body: &Value) -> Result<ServerAction, String> {
                 metadata,
             })
         }
+        "shelve" => Ok(ServerAction::Shelve),
+        // Since 2.77 unshelve takes an object (an availability zone); the sim has one zone.
+        "unshelve" => Ok(ServerAction::Unshelve),
         other => Err(format!("There is no such action: {other}")),
     }
 }
@@ -575,6 +579,14 @@ mod tests {
         );
         assert!(parse_action(&json!({"reboot": {"type": "WARM"}})).is_err());
         assert!(parse_action(&json!({"rebuild": {}})).is_err());
+        assert_eq!(
+            parse_action(&json!({"unshelve": null})),
+            Ok(ServerAction::Unshelve)
+        );
+        assert_eq!(
+            parse_action(&json!({"unshelve": {"availability_zone": "nova"}})),
+            Ok(ServerAction::Unshelve)
+        );
         assert!(parse_action(&json!({"os-levitate": null})).is_err());
     }
 }

@@ -101,6 +101,7 @@ pub struct ServerView {
     pub hard_reboots: u32,
     pub stops: u32,
     pub starts: u32,
+    pub unshelves: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -222,6 +223,9 @@ pub(crate) enum VmState {
     Building,
     Stopped,
     Error,
+    /// Shelved and offloaded: the guest is off and has left its hypervisor (Nova's default
+    /// `shelved_offload_time = 0` offloads at once, so the sim has no plain `shelved`).
+    ShelvedOffloaded,
 }
 
 impl VmState {
@@ -231,6 +235,7 @@ impl VmState {
             VmState::Building => "building",
             VmState::Stopped => "stopped",
             VmState::Error => "error",
+            VmState::ShelvedOffloaded => "shelved_offloaded",
         }
     }
 }
@@ -250,6 +255,7 @@ pub(crate) fn nova_status(vm: VmState, task: Option<&str>) -> &'static str {
         (VmState::Active, _) => "ACTIVE",
         (VmState::Stopped, _) => "SHUTOFF",
         (VmState::Error, _) => "ERROR",
+        (VmState::ShelvedOffloaded, _) => "SHELVED_OFFLOADED",
     }
 }
 
@@ -259,10 +265,20 @@ pub(crate) enum Step {
     Spawned,
     Stopped,
     Started,
-    RebootStarted { hard: bool },
+    RebootStarted {
+        hard: bool,
+    },
     Rebooted,
-    RebuildSpawning { stop_after: bool },
-    Rebuilt { stop_after: bool },
+    RebuildSpawning {
+        stop_after: bool,
+    },
+    Rebuilt {
+        stop_after: bool,
+    },
+    /// The guest is powered off and its image uploaded; the server leaves its host.
+    ShelveUploaded,
+    ShelveOffloaded,
+    UnshelveSpawning,
     Deleted,
 }
 
@@ -304,6 +320,7 @@ pub(crate) struct Server {
     pub hard_reboots: u32,
     pub stops: u32,
     pub starts: u32,
+    pub unshelves: u32,
 }
 
 impl Server {
@@ -344,6 +361,7 @@ impl Server {
             hard_reboots: self.hard_reboots,
             stops: self.stops,
             starts: self.starts,
+            unshelves: self.unshelves,
         }
     }
 
@@ -389,6 +407,9 @@ pub(crate) enum ServerAction {
         name: Option<String>,
         metadata: Option<BTreeMap<String, String>>,
     },
+    /// Shelve, offloaded at once (Nova's default `shelved_offload_time = 0`).
+    Shelve,
+    Unshelve,
     Delete,
 }
 
@@ -698,6 +719,7 @@ impl State {
             hard_reboots: 0,
             stops: 0,
             starts: 0,
+            unshelves: 0,
         };
         self.servers.insert(id.clone(), server);
         id
@@ -776,6 +798,17 @@ impl State {
                 // Nova brings a server that was stopped back to stopped after the rebuild.
                 let stop_after = s.vm_state == Stopped;
                 s.schedule(now + half, Step::RebuildSpawning { stop_after });
+            }
+            ServerAction::Shelve => {
+                s.check("shelve", &[Active, Stopped], &[None])?;
+                s.task_state = Some("shelving");
+                s.schedule(now + half, Step::ShelveUploaded);
+            }
+            ServerAction::Unshelve => {
+                s.check("unshelve", &[ShelvedOffloaded], &[None])?;
+                s.task_state = Some("unshelving");
+                s.unshelves += 1;
+                s.schedule(now + half, Step::UnshelveSpawning);
             }
             ServerAction::Delete => {
                 if s.host_down {
@@ -1176,6 +1209,20 @@ impl State {
                         s.task_state = None;
                     }
                 }
+                Step::ShelveUploaded => {
+                    s.power_state = SHUTDOWN;
+                    s.task_state = Some("shelving_offloading");
+                    s.schedule(now + (delay - delay / 2), Step::ShelveOffloaded);
+                }
+                Step::ShelveOffloaded => {
+                    s.vm_state = VmState::ShelvedOffloaded;
+                    s.task_state = None;
+                    s.power_state = NOSTATE;
+                }
+                Step::UnshelveSpawning => {
+                    s.task_state = Some("spawning");
+                    s.schedule(now + (delay - delay / 2), Step::Started);
+                }
                 Step::Deleted => deleted.push(s.id.clone()),
             }
         }
@@ -1310,6 +1357,41 @@ mod tests {
         st.tick(t0 + Duration::from_millis(100));
         assert_eq!(st.servers[&id].status(), "SHUTOFF");
         assert_eq!(st.servers[&id].power_state, SHUTDOWN);
+    }
+
+    #[test]
+    fn a_shelved_server_is_offloaded_and_only_unshelve_starts_it() {
+        let mut st = state(0);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.server_action(&id, ServerAction::Shelve, t0).unwrap();
+        st.tick(t0);
+        let s = &st.servers[&id];
+        assert_eq!(
+            (s.status(), s.vm_state, s.power_state, s.running()),
+            (
+                "SHELVED_OFFLOADED",
+                VmState::ShelvedOffloaded,
+                NOSTATE,
+                false
+            )
+        );
+        for refused in [
+            ServerAction::Stop,
+            ServerAction::Start,
+            ServerAction::Reboot { hard: true },
+        ] {
+            let err = st.server_action(&id, refused, t0).unwrap_err();
+            assert!(
+                err.to_string().contains("vm_state shelved_offloaded"),
+                "{err}"
+            );
+        }
+        st.server_action(&id, ServerAction::Unshelve, t0).unwrap();
+        assert_eq!(st.servers[&id].task_state, Some("unshelving"));
+        st.tick(t0);
+        let s = &st.servers[&id];
+        assert_eq!((s.status(), s.running(), s.unshelves), ("ACTIVE", true, 1));
     }
 
     #[test]

@@ -143,6 +143,8 @@ async fn nova_action_request_samples_are_accepted() {
         ("nova/server-action-start.json", "ACTIVE"),
         ("nova/server-action-reboot.json", "ACTIVE"),
         ("nova/server-action-rebuild.json", "ACTIVE"),
+        ("nova/server-action-shelve.json", "SHELVED_OFFLOADED"),
+        ("nova/server-action-unshelve.json", "ACTIVE"),
     ] {
         let r = env.action(&id, fixture(sample)).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{sample}: {}", r.body);
@@ -154,7 +156,12 @@ async fn nova_action_request_samples_are_accepted() {
         .into_iter()
         .filter_map(|r| r.action)
         .collect();
-    assert_eq!(actions, ["os-stop", "os-start", "reboot", "rebuild"]);
+    assert_eq!(
+        actions,
+        [
+            "os-stop", "os-start", "reboot", "rebuild", "shelve", "unshelve"
+        ]
+    );
 }
 
 #[tokio::test]
