@@ -632,10 +632,9 @@ impl Machine<'_> {
                     return self.fail("the server disappeared before it could be rebuilt".into());
                 };
                 if last_request(step, REQ_REBUILD).is_none() {
-                    if server.is_shelved() || last_request(step, REQ_UNSHELVE).is_some() {
-                        if let Some(action) = self.unshelve(step, &server) {
-                            return action;
-                        }
+                    let shelved = server.is_shelved() || last_request(step, REQ_UNSHELVE).is_some();
+                    if shelved && let Some(action) = self.unshelve(step, &server) {
+                        return action;
                     }
                     if server.task_state.is_some() {
                         return Action::Wait(POLL);
