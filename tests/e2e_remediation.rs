@@ -57,6 +57,24 @@ impl Scenario {
         self.cluster.nodes_with_role("worker")[i].clone()
     }
 
+    /// Runs the StatefulSet `db` on the cluster's nodes (those `extra` labels select, too);
+    /// returns the node its pod runs on.
+    async fn db_placed(&self, extra: &[(&str, &str)]) -> Result<String> {
+        let mut selector = vec![(
+            nodehealer_testbed::CLUSTER_LABEL,
+            self.cluster.name.as_str(),
+        )];
+        selector.extend_from_slice(extra);
+        stateful_app(&self.client, &self.ns, "db", &selector).await?;
+        wait_for(Duration::from_secs(60), "db-0 running", || async {
+            Ok(running_on(&self.client, &self.ns, "db-0").await?.is_some())
+        })
+        .await?;
+        running_on(&self.client, &self.ns, "db-0")
+            .await?
+            .context("db-0 placed")
+    }
+
     fn server(&self, node: &str) -> String {
         self.cluster.servers[node].clone()
     }
@@ -172,23 +190,7 @@ fn succeeded(status: &RemediationStatus) -> Option<&str> {
 async fn power_cycle_frees_the_workload_only_after_shutoff_and_brings_the_node_back() -> Result<()>
 {
     let s = Scenario::new("powercycle", 1, 3).await?;
-    stateful_app(
-        &s.client,
-        &s.ns,
-        "db",
-        &[
-            (nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name),
-            (MAGNUM_ROLE_LABEL, "worker"),
-        ],
-    )
-    .await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let victim = running_on(&s.client, &s.ns, "db-0")
-        .await?
-        .expect("db-0 placed");
+    let victim = s.db_placed(&[(MAGNUM_ROLE_LABEL, "worker")]).await?;
     let server = s.server(&victim);
 
     // The kubelet hangs: Nova still says ACTIVE, so fencing must power the server off first.
@@ -253,20 +255,7 @@ async fn power_cycle_frees_the_workload_only_after_shutoff_and_brings_the_node_b
 async fn the_out_of_service_taint_never_precedes_a_confirmed_shutoff() -> Result<()> {
     let s = Scenario::new("invariant", 0, 3).await?;
     // A pod on the node keeps the release step (and so the taint) long enough to be seen.
-    stateful_app(
-        &s.client,
-        &s.ns,
-        "db",
-        &[(nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name)],
-    )
-    .await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let victim = running_on(&s.client, &s.ns, "db-0")
-        .await?
-        .expect("db-0 placed");
+    let victim = s.db_placed(&[]).await?;
     let server_id = s.server(&victim);
     s.tb.kubelet_hang(&victim).await?;
     wait_for(Duration::from_secs(20), "Ready=False", || async {
@@ -318,20 +307,7 @@ async fn the_out_of_service_taint_never_precedes_a_confirmed_shutoff() -> Result
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_refuses_to_power_off_releases_nothing() -> Result<()> {
     let s = Scenario::new("refuse", 0, 3).await?;
-    stateful_app(
-        &s.client,
-        &s.ns,
-        "db",
-        &[(nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name)],
-    )
-    .await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let victim = running_on(&s.client, &s.ns, "db-0")
-        .await?
-        .expect("db-0 placed");
+    let victim = s.db_placed(&[]).await?;
     s.tb.sim.refuse_power_off(&s.server(&victim), true);
     s.tb.kubelet_hang(&victim).await?;
     s.wait_not_ready(&victim).await?;
@@ -415,20 +391,7 @@ async fn rebuild_uses_the_servers_image_and_brings_the_node_back() -> Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shelved_server_is_fenced_as_it_is_and_unshelved() -> Result<()> {
     let s = Scenario::new("shelved", 0, 2).await?;
-    stateful_app(
-        &s.client,
-        &s.ns,
-        "db",
-        &[("nodehealer.io/testbed-cluster", &s.cluster.name)],
-    )
-    .await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let victim = running_on(&s.client, &s.ns, "db-0")
-        .await?
-        .context("db-0 placed")?;
+    let victim = s.db_placed(&[]).await?;
     s.tb.shelve_node(&victim).await?;
     s.wait_not_ready(&victim).await?;
     assert_eq!(s.tb.power_state(&victim).await?.status, "SHELVED_OFFLOADED");
@@ -946,20 +909,7 @@ async fn a_leader_change_mid_remediation_finishes_without_repeating_an_action() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_remediation_deleted_after_the_fence_powers_the_server_back_on() -> Result<()> {
     let s = Scenario::new("restore", 0, 3).await?;
-    stateful_app(
-        &s.client,
-        &s.ns,
-        "db",
-        &[(nodehealer_testbed::CLUSTER_LABEL, &s.cluster.name)],
-    )
-    .await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&s.client, &s.ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let victim = running_on(&s.client, &s.ns, "db-0")
-        .await?
-        .expect("db-0 placed");
+    let victim = s.db_placed(&[]).await?;
     let server = s.server(&victim);
     s.tb.kubelet_hang(&victim).await?;
     s.wait_not_ready(&victim).await?;

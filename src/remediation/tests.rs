@@ -74,6 +74,15 @@ fn accept_last(status: &mut RemediationStatus) {
     req.outcome = Some(OUTCOME_ACCEPTED.into());
 }
 
+/// The OpenStack requests on record, in order.
+fn sent_requests(status: &RemediationStatus) -> Vec<&str> {
+    status
+        .steps
+        .iter()
+        .flat_map(|s| s.requests.iter().map(|r| r.action.as_str()))
+        .collect()
+}
+
 fn step_names(status: &RemediationStatus) -> Vec<&str> {
     status.steps.iter().map(|s| s.name.as_str()).collect()
 }
@@ -346,13 +355,7 @@ fn power_cycle_runs_to_success() {
         vec![STEP_FENCE, STEP_RELEASE, STEP_RECOVER, STEP_WAIT_FOR_NODE]
     );
     assert!(desired_taints(&spec, &plan.status).is_empty());
-    let sent: Vec<&str> = plan
-        .status
-        .steps
-        .iter()
-        .flat_map(|s| s.requests.iter().map(|r| r.action.as_str()))
-        .collect();
-    assert_eq!(sent, vec![REQ_STOP, REQ_START]);
+    assert_eq!(sent_requests(&plan.status), vec![REQ_STOP, REQ_START]);
 }
 
 #[test]
@@ -813,14 +816,6 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
         plan.status.steps[0].requests[0].outcome.as_deref(),
         Some(OUTCOME_ACCEPTED)
     );
-}
-
-fn sent_requests(status: &RemediationStatus) -> Vec<&str> {
-    status
-        .steps
-        .iter()
-        .flat_map(|s| s.requests.iter().map(|r| r.action.as_str()))
-        .collect()
 }
 
 #[test]
