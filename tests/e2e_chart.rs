@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Node, ServiceAccount};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
-use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::workloads::running_on;
 use nodehealer_testbed::{
     CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, is_ready, report_timing, taint_strings,
     wait_for,
@@ -259,21 +259,11 @@ async fn the_operator_heals_a_node_with_only_the_charts_permissions() -> Result<
         ],
     )?;
 
-    stateful_app(
-        &client,
-        &ns,
-        "db",
-        &[
-            (CLUSTER_LABEL, &cluster.name),
-            (MAGNUM_ROLE_LABEL, "worker"),
-        ],
-    )
-    .await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&client, &ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let home = running_on(&client, &ns, "db-0").await?.context("placed")?;
+    let workers = [
+        (CLUSTER_LABEL, cluster.name.as_str()),
+        (MAGNUM_ROLE_LABEL, "worker"),
+    ];
+    let home = support::db_placed(&client, &ns, &workers).await?;
     let started = std::time::Instant::now();
     tb.fail_node(&home).await?;
     let remediations: Api<DynamicObject> = Api::namespaced_with(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use kube::api::Api;
-use nodehealer_testbed::workloads::{attached_nodes, pv_name, running_on, stateful_app};
+use nodehealer_testbed::workloads::{attached_nodes, pv_name, running_on};
 use nodehealer_testbed::{CLUSTER_LABEL, ClusterSpec, TestBedOptions, wait_for};
 use serde_json::json;
 use support::Operator;
@@ -28,12 +28,7 @@ async fn the_evicted_pods_of_a_fenced_node_are_deleted_without_pod_gc() -> Resul
     support::cloud_secret(tb, &client, &ns, "cloud-credentials").await?;
     let op = Operator::start(tb, &ns, &["--controllers=remediation"])?;
 
-    stateful_app(&client, &ns, "db", &[(CLUSTER_LABEL, &cluster.name)]).await?;
-    wait_for(Duration::from_secs(60), "db-0 running", || async {
-        Ok(running_on(&client, &ns, "db-0").await?.is_some())
-    })
-    .await?;
-    let home = running_on(&client, &ns, "db-0").await?.context("placed")?;
+    let home = support::db_placed(&client, &ns, &[(CLUSTER_LABEL, &cluster.name)]).await?;
     let pv = pv_name(&ns, "db");
     wait_for(Duration::from_secs(30), "the volume attached", || async {
         Ok(attached_nodes(&client, &pv).await? == vec![home.clone()])

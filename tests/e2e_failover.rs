@@ -12,9 +12,9 @@ use anyhow::{Context, Result, bail};
 use kube::api::{Api, DynamicObject};
 use nodehealer_testbed::objects::{create, nodehealer_resource as resource};
 use nodehealer_testbed::timeline::{Scope, Snapshot, Timeline, snapshot};
-use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::workloads::running_on;
 use nodehealer_testbed::{
-    CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, report_timing, wait_for,
+    CLUSTER_LABEL, ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, report_timing,
 };
 use serde_json::{Value, json};
 use support::{Operator, SCOPE_LABEL};
@@ -88,23 +88,11 @@ impl Story {
 
     /// Runs the StatefulSet on the workers; returns where its pod runs.
     async fn workload(&self) -> Result<String> {
-        stateful_app(
-            &self.client,
-            &self.ns,
-            "db",
-            &[
-                (CLUSTER_LABEL, &self.cluster.name),
-                (MAGNUM_ROLE_LABEL, "worker"),
-            ],
-        )
-        .await?;
-        wait_for(Duration::from_secs(60), "db-0 running", || async {
-            Ok(running_on(&self.client, &self.ns, "db-0").await?.is_some())
-        })
-        .await?;
-        running_on(&self.client, &self.ns, "db-0")
-            .await?
-            .context("db-0 placed")
+        let workers = [
+            (CLUSTER_LABEL, self.cluster.name.as_str()),
+            (MAGNUM_ROLE_LABEL, "worker"),
+        ];
+        support::db_placed(&self.client, &self.ns, &workers).await
     }
 
     async fn sample(&mut self) -> Result<Snapshot> {

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::{Node, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
-use nodehealer_testbed::workloads::{running_on, stateful_app};
+use nodehealer_testbed::workloads::running_on;
 use nodehealer_testbed::{
     ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, TestCluster, ready_status, report_timing, wait_for,
 };
@@ -65,14 +65,7 @@ impl Scenario {
             self.cluster.name.as_str(),
         )];
         selector.extend_from_slice(extra);
-        stateful_app(&self.client, &self.ns, "db", &selector).await?;
-        wait_for(Duration::from_secs(60), "db-0 running", || async {
-            Ok(running_on(&self.client, &self.ns, "db-0").await?.is_some())
-        })
-        .await?;
-        running_on(&self.client, &self.ns, "db-0")
-            .await?
-            .context("db-0 placed")
+        support::db_placed(&self.client, &self.ns, &selector).await
     }
 
     fn server(&self, node: &str) -> String {

@@ -159,6 +159,22 @@ pub async fn cloud_secret(tb: &TestBed, client: &kube::Client, ns: &str, name: &
     Ok(())
 }
 
+/// Runs the StatefulSet `db` (one replica, one volume) on the nodes `selector` picks;
+/// returns the node its pod runs on.
+pub async fn db_placed(
+    client: &kube::Client,
+    ns: &str,
+    selector: &[(&str, &str)],
+) -> Result<String> {
+    nodehealer_testbed::workloads::stateful_app(client, ns, "db", selector).await?;
+    let running_on = || nodehealer_testbed::workloads::running_on(client, ns, "db-0");
+    wait_for(Duration::from_secs(60), "db-0 running", || async {
+        Ok(running_on().await?.is_some())
+    })
+    .await?;
+    running_on().await?.context("db-0 placed")
+}
+
 /// Creates a Remediation for `node` in `ns` exactly as a NodeHealthCheck would (the contract's
 /// name and annotations), with `spec`.
 pub async fn remediate(client: &kube::Client, ns: &str, node: &str, spec: Value) -> Result<()> {
