@@ -10,11 +10,11 @@
 //! | `Reboot` | Reboot (soft, then hard if the node is not back in half the recover timeout) → node Ready |
 //! | `PowerCycle` | Fence (`os-stop`, confirmed `SHUTOFF`) → ReleaseWorkloads → Recover (`os-start`) → WaitForNode |
 //! | `Rebuild` | Fence → ReleaseWorkloads → Recover (`rebuild` with the server's image, then `os-start` if Nova left it off) → WaitForNode |
+//! | `Replace` | Fence by removal (Magnum resize with `nodes_to_remove`, or Nova delete; confirmed when the server is gone) → ReleaseWorkloads → Recover (the Node object is deleted; Magnum's update completes) |
 //!
 //! A server someone shelved (`SHELVED` or `SHELVED_OFFLOADED`, no task) is already off: the
 //! Fence step confirms it without a request, and Recover sends `unshelve` where it would send
 //! `os-start` (a Rebuild unshelves first: Nova rebuilds only an active or stopped server).
-//! | `Replace` | Fence by removal (Magnum resize with `nodes_to_remove`, or Nova delete; confirmed when the server is gone) → ReleaseWorkloads → Recover (the Node object is deleted; Magnum's update completes) |
 //!
 //! ReleaseWorkloads with `OutOfServiceTaint` puts the taint on and lets Kubernetes evict the
 //! pods (honouring their tolerations) and detach their volumes; the pods it evicted are then
