@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
 use k8s_openapi::api::storage::v1::CSIDriver;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use openstack_sim::{NewCluster, NewNodeGroup, NewServer, ServerView, Sim, SimConfig};
 use serde_json::json;
 
@@ -527,10 +527,7 @@ impl TestBed {
 
     async fn label_node(&self, node: &str, key: &str, value: Option<&str>) -> Result<()> {
         let client = self.client().await?;
-        let patch = json!({"metadata": {"labels": {key: value}}});
-        Api::<Node>::all(client)
-            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        nodes::patch_labels(&client, node, &[(key, value)]).await?;
         Ok(())
     }
 }

@@ -215,14 +215,11 @@ async fn restart_kubelets(
         if kernel_hung && count.1 == previous.1 {
             continue;
         }
-        let patch = json!({"metadata": {"labels": {
-            crate::nodes::KUBELET_HANG_LABEL: null,
-            crate::nodes::KERNEL_HANG_LABEL: null,
-        }}});
-        if let Err(e) = nodes
-            .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+        let unhung = [
+            (crate::nodes::KUBELET_HANG_LABEL, None),
+            (crate::nodes::KERNEL_HANG_LABEL, None),
+        ];
+        if let Err(e) = crate::nodes::patch_labels(client, &node, &unhung).await {
             tracing::warn!(%node, "restarting the kubelet: {e:#}");
             boots.insert(server.id.clone(), previous);
             pending = true;
@@ -261,13 +258,9 @@ pub async fn set_heartbeat(client: &kube::Client, node: &str, alive: bool) -> Re
 
 /// Adds or removes the label kwok manages nodes by. A deleted node needs neither.
 async fn set_kwok_managed(client: &kube::Client, node: &str, managed: bool) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let value = managed.then_some(crate::nodes::KWOK_LABEL.1);
-    let patch = json!({"metadata": {"labels": {crate::nodes::KWOK_LABEL.0: value}}});
-    match nodes
-        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
+    let (key, value) = crate::nodes::KWOK_LABEL;
+    let label = [(key, managed.then_some(value))];
+    match crate::nodes::patch_labels(client, node, &label).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),

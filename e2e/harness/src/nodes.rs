@@ -23,6 +23,27 @@ pub const KERNEL_HANG_LABEL: &str = "nodehealer.io/testbed-kernel-hang";
 /// The node's InternalIP, read by the kwok stage that initialises the node.
 pub const INTERNAL_IP_ANNOTATION: &str = "nodehealer.io/testbed-internal-ip";
 
+/// Sets (`Some`) or removes (`None`) labels of node `name` with one merge patch.
+pub async fn patch_labels(
+    client: &kube::Client,
+    name: &str,
+    labels: &[(&str, Option<&str>)],
+) -> kube::Result<()> {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(key, value)| (key.to_string(), serde_json::json!(value)))
+        .collect();
+    let patch = serde_json::json!({"metadata": {"labels": labels}});
+    kube::Api::<Node>::all(client.clone())
+        .patch(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
 /// How to build a Node for a server of one simulated cluster.
 #[derive(Clone, Debug)]
 pub struct NodeBlueprint {
