@@ -40,6 +40,10 @@ pub enum Error {
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
 
+    /// A deleted Remediation waits for its server to finish powering off, to power it on again.
+    #[error("waiting for server {server} to finish powering off, to power it on again")]
+    PowerRestorePending { server: String },
+
     /// Adding or removing our finalizer failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
@@ -55,6 +59,7 @@ impl Error {
             Error::Unmappable { .. } => "ServerNotMappable",
             Error::Cloud(e) => e.category(),
             Error::Serialization(_) => "SerializationError",
+            Error::PowerRestorePending { .. } => "PowerRestorePending",
             Error::Finalizer(_) => "FinalizerError",
         }
     }
@@ -66,6 +71,7 @@ impl Error {
             Error::InvalidSpec { .. } | Error::Secret { .. } | Error::Unmappable { .. } => false,
             Error::Cloud(e) => e.retryable(),
             Error::Serialization(_) => false,
+            Error::PowerRestorePending { .. } => true,
             Error::Finalizer(e) => match e.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(inner)
                 | kube::runtime::finalizer::Error::CleanupFailed(inner) => inner.retryable(),

@@ -3,26 +3,29 @@
 //! acts, so every OpenStack request is on record before it leaves; after a crash or a leader
 //! change the new controller reads the record and checks the server instead of sending again.
 //!
-//! Steps, by action:
+//! Steps, requests and outcomes are closed sets of types ([`StepName`], [`RequestKind`],
+//! [`RequestOutcome`]); [`allowed_requests`] lists, per action and step, the only requests the
+//! machine may send, and every send goes through one check of that list.
 //!
-//! | action | steps |
+//! | action | steps (requests) |
 //! |---|---|
-//! | `Reboot` | Reboot (soft, then hard if the node is not back in half the recover timeout) → node Ready |
-//! | `PowerCycle` | Fence (`os-stop`, confirmed `SHUTOFF`) → ReleaseWorkloads → Recover (`os-start`) → WaitForNode |
-//! | `Rebuild` | Fence → ReleaseWorkloads → Recover (`rebuild` with the server's image, then `os-start` if Nova left it off) → WaitForNode |
-//! | `Replace` | Fence by removal (Magnum resize with `nodes_to_remove`, or Nova delete; confirmed when the server is gone) → ReleaseWorkloads → Recover (the Node object is deleted; Magnum's update completes) |
+//! | `Reboot` | Reboot (`reboot-soft`, then `reboot-hard` if the node is not back in half the recover timeout) → node Ready |
+//! | `PowerCycle` | Fence (`os-stop`, confirmed `SHUTOFF`) → ReleaseWorkloads → Recover (`os-start`, or `unshelve`) → WaitForNode |
+//! | `Rebuild` | Fence (`os-stop`) → ReleaseWorkloads → Recover (`unshelve` if shelved, `rebuild` with the server's image, then `os-start`: Nova keeps a stopped server stopped) → WaitForNode |
+//! | `Replace` | Fence (`os-stop`, confirmed `SHUTOFF`; if that does not happen in half the fence timeout, the removal itself, confirmed only by the compute host's own delete) → ReleaseWorkloads → Recover (the removal — Magnum resize with `nodes_to_remove`, or Nova delete — then the Node object is deleted) |
 //!
-//! A server someone shelved (`SHELVED` or `SHELVED_OFFLOADED`, no task) is already off: the
-//! Fence step confirms it without a request, and Recover sends `unshelve` where it would send
-//! `os-start` (a Rebuild unshelves first: Nova rebuilds only an active or stopped server).
+//! Evidence (design invariant 1): ReleaseWorkloads — the only step that puts the out-of-service
+//! taint on a node or deletes its pods — begins only once the Fence step recorded a
+//! [`FenceEvidence`]: Nova reported the server `SHUTOFF` or shelved with no task running; or the
+//! server is deleted and Nova's instance actions show that its compute host destroyed the guest
+//! (not a local delete while the host was down); or a person confirmed it with the annotation
+//! [`FENCE_CONFIRMED_ANNOTATION`]. A server that is simply missing (404) is no evidence: a
+//! providerID of another region, a Secret of another project or a misrouted endpoint all look
+//! like that. A node that is Ready when the remediation starts is never fenced.
 //!
 //! ReleaseWorkloads with `OutOfServiceTaint` puts the taint on and lets Kubernetes evict the
 //! pods (honouring their tolerations) and detach their volumes; the pods it evicted are then
 //! force-deleted at once, as kube-controller-manager's pod GC would on its next 20 s pass.
-//!
-//! Safety: ReleaseWorkloads — the only step that puts the out-of-service taint on a node or
-//! deletes its pods — starts only after the Fence step saw the server `SHUTOFF` or shelved
-//! (with no task running) or gone. A node that is Ready when the remediation starts is never fenced.
 
 use std::time::Duration as StdDuration;
 
@@ -33,6 +36,7 @@ use crate::api::conditions::set_condition;
 use crate::api::contract::{
     PERMANENT_NODE_DELETION_EXPECTED_CONDITION, PROCESSING_CONDITION, SUCCEEDED_CONDITION,
 };
+pub use crate::api::{FenceEvidence, RequestKind, RequestOutcome, StepName};
 use crate::api::{
     OpenStackRequest, RebootType, RemediationAction, RemediationPhase, RemediationSpec,
     RemediationStatus, StepRecord, WorkloadEviction,
@@ -44,26 +48,9 @@ pub const REMEDIATING_TAINT_KEY: &str = "nodehealer.io/remediating";
 pub const OUT_OF_SERVICE_TAINT_KEY: &str = "node.kubernetes.io/out-of-service";
 /// The value Kubernetes documents for the out-of-service taint (only the key is checked).
 pub const OUT_OF_SERVICE_TAINT_VALUE: &str = "nodeshutdown";
-
-/// Step names as they appear in `status.steps[].name`.
-pub const STEP_REBOOT: &str = "Reboot";
-pub const STEP_FENCE: &str = "Fence";
-pub const STEP_RELEASE: &str = "ReleaseWorkloads";
-pub const STEP_RECOVER: &str = "Recover";
-pub const STEP_WAIT_FOR_NODE: &str = "WaitForNode";
-
-/// Request names as they appear in `status.steps[].requests[].action`.
-pub const REQ_STOP: &str = "os-stop";
-pub const REQ_START: &str = "os-start";
-pub const REQ_UNSHELVE: &str = "unshelve";
-pub const REQ_REBOOT_SOFT: &str = "reboot-soft";
-pub const REQ_REBOOT_HARD: &str = "reboot-hard";
-pub const REQ_REBUILD: &str = "rebuild";
-pub const REQ_DELETE: &str = "delete";
-pub const REQ_RESIZE: &str = "magnum-resize";
-
-/// Outcome recorded for a request OpenStack accepted.
-pub const OUTCOME_ACCEPTED: &str = "Accepted";
+/// On a Remediation: a person confirms that the node's server is off (its value says who and
+/// how). Read only while the Fence step runs; it stands in for the cloud's evidence.
+pub const FENCE_CONFIRMED_ANNOTATION: &str = "nodehealer.io/fence-confirmed";
 
 /// A request whose answer never arrived (the controller died in between) is taken as lost only
 /// when the server shows no sign of it for this long; then it may be sent again.
@@ -72,6 +59,16 @@ pub const LOST_REQUEST_GRACE: StdDuration = StdDuration::from_secs(30);
 pub const FAILED_REQUEST_BACKOFF: StdDuration = StdDuration::from_secs(5);
 /// How often to look again while waiting for something outside our control.
 pub const POLL: StdDuration = StdDuration::from_secs(1);
+/// A rebuilt server that shows `ACTIVE` with no task may still be on its way to `SHUTOFF`
+/// (Nova keeps a stopped server stopped: it passes through `ACTIVE` for a fraction of a second).
+/// Only a server unchanged in that state for this long is taken as rebuilt and running.
+pub const REBUILT_ACTIVE_SETTLE: StdDuration = StdDuration::from_secs(5);
+/// A Replace whose `os-stop` did not bring the server to `SHUTOFF` within this long (or half the
+/// fence timeout, if that is shorter) removes the server anyway, so the capacity comes back: its
+/// compute host is likely down. Nova's own clean shutdown waits up to 60 s for the guest.
+pub const STOP_PATIENCE_BEFORE_REMOVAL: StdDuration = StdDuration::from_secs(90);
+/// How often to look again while a person must confirm a fence or a cloud answer is missing.
+const SLOW_POLL: StdDuration = StdDuration::from_secs(5);
 
 /// The node as observed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -104,6 +101,12 @@ impl ServerState {
     pub fn is_active(&self) -> bool {
         self.status == "ACTIVE" && self.task_state.is_none()
     }
+    fn describe(&self) -> String {
+        match &self.task_state {
+            Some(task) => format!("status {}, task {task}", self.status),
+            None => format!("status {}", self.status),
+        }
+    }
 }
 
 /// What the controller learned from Nova this time.
@@ -114,7 +117,10 @@ pub enum ServerObservation {
     Present(ServerState),
 }
 
-/// Pods and VolumeAttachments still bound to the node.
+/// How a server that is gone was deleted, from Nova's instance actions.
+pub use crate::openstack::DeletionEvidence;
+
+/// Pods and VolumeAttachments still bound to the node that keep it from being released.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Workloads {
     pub pods: usize,
@@ -130,6 +136,8 @@ pub struct Observed {
     pub node: Option<NodeObservation>,
     /// The server; the controller always looks before a step that acts on it.
     pub server: ServerObservation,
+    /// When the server is gone during the Fence step: what Nova's instance actions say.
+    pub deletion: Option<DeletionEvidence>,
     /// Filled in during ReleaseWorkloads.
     pub workloads: Option<Workloads>,
     /// The Magnum cluster's status, when the spec names a cluster.
@@ -137,6 +145,23 @@ pub struct Observed {
     /// Whether the Magnum cluster has healing on (its `auto_healing_enabled` label), when the
     /// spec names a cluster.
     pub cluster_auto_healing: Option<bool>,
+    /// The value of [`FENCE_CONFIRMED_ANNOTATION`] on the Remediation, if a person set it.
+    pub fence_confirmed_by: Option<String>,
+}
+
+impl Observed {
+    /// Nothing seen: what [`blocked`] decides on.
+    fn nothing() -> Observed {
+        Observed {
+            node: None,
+            server: ServerObservation::Gone,
+            deletion: None,
+            workloads: None,
+            cluster_status: None,
+            cluster_auto_healing: None,
+            fence_confirmed_by: None,
+        }
+    }
 }
 
 /// The one thing to do after persisting the new status.
@@ -176,19 +201,104 @@ pub enum CloudRequest {
 }
 
 impl CloudRequest {
-    /// The name recorded in the status.
-    pub fn record_name(&self) -> &'static str {
+    /// The kind recorded in the status.
+    pub fn kind(&self) -> RequestKind {
         match self {
-            CloudRequest::Stop => REQ_STOP,
-            CloudRequest::Start => REQ_START,
-            CloudRequest::Unshelve => REQ_UNSHELVE,
-            CloudRequest::Reboot { hard: false } => REQ_REBOOT_SOFT,
-            CloudRequest::Reboot { hard: true } => REQ_REBOOT_HARD,
-            CloudRequest::Rebuild { .. } => REQ_REBUILD,
-            CloudRequest::Delete => REQ_DELETE,
-            CloudRequest::MagnumResize => REQ_RESIZE,
+            CloudRequest::Stop => RequestKind::Stop,
+            CloudRequest::Start => RequestKind::Start,
+            CloudRequest::Unshelve => RequestKind::Unshelve,
+            CloudRequest::Reboot { hard: false } => RequestKind::RebootSoft,
+            CloudRequest::Reboot { hard: true } => RequestKind::RebootHard,
+            CloudRequest::Rebuild { .. } => RequestKind::Rebuild,
+            CloudRequest::Delete => RequestKind::Delete,
+            CloudRequest::MagnumResize => RequestKind::MagnumResize,
         }
     }
+
+    /// The request to send (again) for a recorded kind: each kind is exactly one request.
+    fn of_kind(kind: RequestKind, server: &ServerState) -> CloudRequest {
+        match kind {
+            RequestKind::Stop => CloudRequest::Stop,
+            RequestKind::Start => CloudRequest::Start,
+            RequestKind::Unshelve => CloudRequest::Unshelve,
+            RequestKind::RebootSoft => CloudRequest::Reboot { hard: false },
+            RequestKind::RebootHard => CloudRequest::Reboot { hard: true },
+            RequestKind::Rebuild => CloudRequest::Rebuild {
+                image_id: server.image_id.clone(),
+            },
+            RequestKind::Delete => CloudRequest::Delete,
+            RequestKind::MagnumResize => CloudRequest::MagnumResize,
+        }
+    }
+}
+
+/// The requests `action` may send in `step`; `magnum` when the spec names a Magnum cluster
+/// (a Replace then removes the server through Magnum, never behind its back).
+pub fn allowed_requests(
+    action: RemediationAction,
+    magnum: bool,
+    step: StepName,
+) -> &'static [RequestKind] {
+    use RequestKind::*;
+    let removal: &'static [RequestKind] = if magnum { &[MagnumResize] } else { &[Delete] };
+    match (action, step) {
+        (RemediationAction::Reboot, StepName::Reboot) => &[RebootSoft, RebootHard],
+        (RemediationAction::PowerCycle, StepName::Fence) => &[Stop],
+        (RemediationAction::PowerCycle, StepName::Recover) => &[Start, Unshelve],
+        (RemediationAction::Rebuild, StepName::Fence) => &[Stop],
+        (RemediationAction::Rebuild, StepName::Recover) => &[Unshelve, Rebuild, Start],
+        (RemediationAction::Replace, StepName::Fence) if magnum => &[Stop, MagnumResize],
+        (RemediationAction::Replace, StepName::Fence) => &[Stop, Delete],
+        (RemediationAction::Replace, StepName::Recover) => removal,
+        (
+            RemediationAction::Reboot
+            | RemediationAction::PowerCycle
+            | RemediationAction::Rebuild
+            | RemediationAction::Replace,
+            StepName::Reboot
+            | StepName::Fence
+            | StepName::ReleaseWorkloads
+            | StepName::Recover
+            | StepName::WaitForNode,
+        ) => &[],
+    }
+}
+
+/// What became of a request the controller sent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SendResult {
+    Accepted,
+    /// Refused or failed; the error's category and its message.
+    Failed {
+        category: String,
+        message: String,
+    },
+    /// The answer was lost (a timeout, a broken connection): it may have been carried out.
+    Unknown {
+        message: String,
+    },
+}
+
+/// Records what became of the last request of `kind` in the current step. An unknown outcome
+/// stays empty, so the machine looks at the server before it ever sends the request again.
+pub fn record_result(status: &mut RemediationStatus, kind: RequestKind, result: &SendResult) {
+    let request = status
+        .steps
+        .last_mut()
+        .and_then(|s| s.requests.iter_mut().rev().find(|r| r.action == kind));
+    if let Some(request) = request {
+        request.outcome = match result {
+            SendResult::Accepted => Some(RequestOutcome::Accepted),
+            SendResult::Failed { category, .. } => Some(RequestOutcome::Failed(category.clone())),
+            SendResult::Unknown { .. } => None,
+        };
+    }
+    status.last_error = match result {
+        SendResult::Accepted => None,
+        SendResult::Failed { message, .. } | SendResult::Unknown { message } => {
+            Some(format!("{kind}: {message}"))
+        }
+    };
 }
 
 /// What happened worth an event.
@@ -207,25 +317,26 @@ pub struct Plan {
     pub notice: Option<Notice>,
 }
 
-/// Our taints the node should carry now, given the (new) status: `(key, value, effect)`.
-pub fn desired_taints(
-    spec: &RemediationSpec,
-    status: &RemediationStatus,
-) -> Vec<(&'static str, &'static str, &'static str)> {
+/// One of our taints: `(key, value, effect)`.
+pub type OurTaint = (&'static str, &'static str, &'static str);
+
+/// Our taints the node should carry now, given the (new) status. The out-of-service taint only
+/// ever comes with a recorded fence evidence.
+pub fn desired_taints(spec: &RemediationSpec, status: &RemediationStatus) -> Vec<OurTaint> {
     let mut taints = Vec::new();
     let phase = status.phase.unwrap_or(RemediationPhase::Pending);
-    if phase.is_final() || !spec.action.fences() {
-        return taints;
-    }
-    if status.steps.is_empty() {
+    if phase.is_final() || !spec.action.fences() || status.steps.is_empty() {
         return taints;
     }
     taints.push((REMEDIATING_TAINT_KEY, "", "NoSchedule"));
     let releasing = status
         .steps
         .last()
-        .is_some_and(|s| s.name == STEP_RELEASE && s.finished.is_none());
-    if releasing && spec.workload_eviction == WorkloadEviction::OutOfServiceTaint {
+        .is_some_and(|s| s.name == StepName::ReleaseWorkloads && s.finished.is_none());
+    if releasing
+        && status.fence_evidence.is_some()
+        && spec.workload_eviction == WorkloadEviction::OutOfServiceTaint
+    {
         taints.push((
             OUT_OF_SERVICE_TAINT_KEY,
             OUT_OF_SERVICE_TAINT_VALUE,
@@ -233,6 +344,64 @@ pub fn desired_taints(
         ));
     }
     taints
+}
+
+/// How to bring a node's taints in line with what the live remediations want.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaintChange {
+    pub add: Vec<OurTaint>,
+    /// `(key, effect)` of the taints to remove.
+    pub remove: Vec<(&'static str, &'static str)>,
+    /// Whether the node must (Some(true)) or must no longer (Some(false)) be marked as carrying
+    /// our out-of-service taint.
+    pub own_out_of_service: Option<bool>,
+}
+
+impl TaintChange {
+    pub fn is_none(&self) -> bool {
+        self == &TaintChange::default()
+    }
+}
+
+/// The change that makes a node with taints `current` (`(key, effect)`) carry exactly the
+/// `wanted` ones of ours. `owned_out_of_service`: the node is marked as carrying the
+/// out-of-service taint we added; one that someone else added is never removed.
+pub fn taint_change(
+    current: &[(&str, &str)],
+    owned_out_of_service: bool,
+    wanted: &[OurTaint],
+) -> TaintChange {
+    let mut change = TaintChange::default();
+    let has = |key: &str, effect: &str| current.iter().any(|&(k, e)| k == key && e == effect);
+    let wants = |key: &str| wanted.iter().any(|(k, _, _)| *k == key);
+    let remediating = (REMEDIATING_TAINT_KEY, "", "NoSchedule");
+    let out_of_service = (
+        OUT_OF_SERVICE_TAINT_KEY,
+        OUT_OF_SERVICE_TAINT_VALUE,
+        "NoExecute",
+    );
+    match (wants(remediating.0), has(remediating.0, remediating.2)) {
+        (true, false) => change.add.push(remediating),
+        (false, true) => change.remove.push((remediating.0, remediating.2)),
+        _ => {}
+    }
+    match (
+        wants(out_of_service.0),
+        has(out_of_service.0, out_of_service.2),
+        owned_out_of_service,
+    ) {
+        (true, false, _) => {
+            change.add.push(out_of_service);
+            change.own_out_of_service = Some(true);
+        }
+        (false, true, true) => {
+            change.remove.push((out_of_service.0, out_of_service.2));
+            change.own_out_of_service = Some(false);
+        }
+        (false, false, true) => change.own_out_of_service = Some(false),
+        _ => {}
+    }
+    change
 }
 
 /// Advances the machine by one step.
@@ -260,54 +429,112 @@ pub fn next(
     }
 }
 
+/// The machine, stopped from outside: the NodeHealthCheck timed the remediation out
+/// (`remediation.medik8s.io/nhc-timed-out`), and the next remediator may already be working on
+/// the node. Nothing more is sent; the remediation ends as Failed, and its taints go (unless
+/// another remediation of the node still wants them).
+pub fn stop_timed_out(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Plan {
+    let observed = Observed::nothing();
+    let mut m = Machine {
+        spec,
+        status: status.clone(),
+        observed: &observed,
+        now,
+        generation,
+        notice: None,
+    };
+    let action = if m.status.phase.is_some_and(|p| p.is_final()) {
+        Action::Done
+    } else {
+        m.fail(
+            "the NodeHealthCheck timed this remediation out (nhc-timed-out): it stopped acting, \
+             so that the next remediation has the node to itself"
+                .into(),
+        )
+    };
+    m.sync_conditions();
+    Plan {
+        status: m.status,
+        action,
+        notice: m.notice,
+    }
+}
+
+/// What a Remediation that is being deleted does about its server's power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerRestore {
+    /// Nothing: we did not power it off, or something powered it on since.
+    Nothing,
+    /// Our `os-stop` is still being carried out: wait for `SHUTOFF`, then power on.
+    WaitForStop,
+    /// We powered it off and it is off: `os-start`.
+    Start,
+}
+
 /// Whether a Remediation that is being deleted must power its server back on: we powered it
 /// off (an `os-stop` that was or may have been accepted), nothing has started it again, and it
-/// is off now. A remediation stopped half-way (its node came back, or a person deleted it)
-/// never leaves behind a server that we turned off. `Replace` removed the server on purpose,
-/// and `Rebuild` after its rebuild has been sent is left to Nova.
-pub fn restore_power_on_delete(
+/// is off now (or still powering off: then wait). A remediation stopped half-way (its node came
+/// back, or a person deleted it) never leaves behind a server that we turned off. `Replace`
+/// removes the server on purpose, and `Rebuild` after its rebuild has been sent is left to Nova.
+pub fn power_restore(
     spec: &RemediationSpec,
     status: &RemediationStatus,
     server: &ServerObservation,
-) -> bool {
+) -> PowerRestore {
     if !matches!(
         spec.action,
         RemediationAction::PowerCycle | RemediationAction::Rebuild
-    ) {
-        return false;
+    ) || status.phase.is_some_and(|p| p.is_final())
+    {
+        return PowerRestore::Nothing;
     }
-    let sent = |name: &str| {
+    let sent = |kind: RequestKind| {
         status.steps.iter().any(|s| {
             s.requests.iter().any(|r| {
-                r.action == name && r.outcome.as_deref().is_none_or(|o| o == OUTCOME_ACCEPTED)
+                r.action == kind && r.outcome.as_ref().is_none_or(RequestOutcome::is_accepted)
             })
         })
     };
-    let off = matches!(server, ServerObservation::Present(s) if s.is_off());
-    off && sent(REQ_STOP) && !sent(REQ_START) && !sent(REQ_REBUILD)
+    if !sent(RequestKind::Stop)
+        || sent(RequestKind::Start)
+        || sent(RequestKind::Rebuild)
+        || sent(RequestKind::Unshelve)
+    {
+        return PowerRestore::Nothing;
+    }
+    match server {
+        ServerObservation::Present(s) if s.is_off() => PowerRestore::Start,
+        ServerObservation::Present(s) if s.task_state.as_deref() == Some("powering-off") => {
+            PowerRestore::WaitForStop
+        }
+        ServerObservation::Present(_) | ServerObservation::Gone => PowerRestore::Nothing,
+    }
 }
 
 /// The controller could not observe or reach what the next step needs (the cloud is
 /// unreachable, the Secret is missing, the node cannot be mapped): nothing is sent and nothing
 /// is released. The reason goes into `lastError` and the `Processing` condition; once the
 /// current step (or, before the first step, the remediation since `created`) has run longer
-/// than its timeout, the remediation fails so that the NodeHealthCheck escalates.
+/// than its timeout, the remediation fails so that the NodeHealthCheck escalates. `retryable`
+/// says whether the cause may go away by itself: if not, look again only when the timeout runs
+/// out (a changed object wakes the controller anyway).
+#[allow(clippy::too_many_arguments)]
 pub fn blocked(
     spec: &RemediationSpec,
     status: &RemediationStatus,
     created: Option<Timestamp>,
     reason: &str,
     message: &str,
+    retryable: bool,
     now: Timestamp,
     generation: Option<i64>,
 ) -> Plan {
-    let observed = Observed {
-        node: None,
-        server: ServerObservation::Gone,
-        workloads: None,
-        cluster_status: None,
-        cluster_auto_healing: None,
-    };
+    let observed = Observed::nothing();
     let mut m = Machine {
         spec,
         status: status.clone(),
@@ -325,16 +552,22 @@ pub fn blocked(
     }
     let current = m.status.steps.last().filter(|s| s.finished.is_none());
     let (since, timeout) = match current {
-        Some(step) => (Some(step.started.0), step_timeout(spec, &step.name)),
+        Some(step) => (Some(step.started.0), step_timeout(spec, step.name)),
         None if spec.action.fences() => (created, spec.timeouts.fence.get()),
         None => (created, spec.timeouts.recover.get()),
     };
-    let overdue = since.is_some_and(|at| m.since(at) > timeout);
+    let elapsed = since.map(|at| m.since(at));
+    let overdue = elapsed.is_some_and(|e| e > timeout);
     let action = if overdue {
+        let released = m
+            .status
+            .steps
+            .iter()
+            .any(|s| s.name == StepName::ReleaseWorkloads);
         m.fail(format!(
-            "{message}; gave up after {}s{}",
+            "{message}; gave up: the step's timeout of {}s ran out{}",
             timeout.as_secs(),
-            if m.status.steps.iter().any(|s| s.name == STEP_RELEASE) {
+            if released {
                 ""
             } else {
                 "; no workload was released"
@@ -342,7 +575,13 @@ pub fn blocked(
         ))
     } else {
         m.status.last_error = Some(message.to_string());
-        Action::Wait(FAILED_REQUEST_BACKOFF)
+        let until_timeout = elapsed.map_or(timeout, |e| timeout.saturating_sub(e));
+        Action::Wait(if retryable {
+            FAILED_REQUEST_BACKOFF
+        } else {
+            // Just past the timeout, so the remediation fails when it should and escalates.
+            until_timeout + POLL
+        })
     };
     m.sync_conditions();
     if !overdue {
@@ -364,13 +603,13 @@ pub fn blocked(
     }
 }
 
-/// The timeout of a step, by name.
-fn step_timeout(spec: &RemediationSpec, step: &str) -> StdDuration {
+/// The timeout of a step.
+fn step_timeout(spec: &RemediationSpec, step: StepName) -> StdDuration {
     match step {
-        STEP_FENCE => spec.timeouts.fence.get(),
-        STEP_RELEASE => spec.timeouts.release_workloads.get(),
-        STEP_WAIT_FOR_NODE => spec.timeouts.node_ready.get(),
-        _ => spec.timeouts.recover.get(),
+        StepName::Fence => spec.timeouts.fence.get(),
+        StepName::ReleaseWorkloads => spec.timeouts.release_workloads.get(),
+        StepName::WaitForNode => spec.timeouts.node_ready.get(),
+        StepName::Reboot | StepName::Recover => spec.timeouts.recover.get(),
     }
 }
 
@@ -392,15 +631,27 @@ impl Machine<'_> {
             return self.start();
         };
         if step.finished.is_some() {
-            return self.after(&step.name);
+            return self.after(step.name);
         }
-        match step.name.as_str() {
-            STEP_REBOOT => self.reboot(&step),
-            STEP_FENCE => self.fence(&step),
-            STEP_RELEASE => self.release(&step),
-            STEP_RECOVER => self.recover(&step),
-            STEP_WAIT_FOR_NODE => self.wait_for_node(&step),
-            other => self.fail(format!("unknown step {other:?} in status")),
+        match step.name {
+            StepName::Reboot => self.reboot(&step),
+            StepName::Fence => self.fence(&step),
+            StepName::ReleaseWorkloads => self.release(&step),
+            StepName::Recover => self.recover(&step),
+            StepName::WaitForNode => self.wait_for_node(&step),
+        }
+    }
+
+    fn magnum(&self) -> bool {
+        self.spec.openstack.magnum.is_some()
+    }
+
+    /// How a Replace removes the server.
+    fn removal(&self) -> RequestKind {
+        if self.magnum() {
+            RequestKind::MagnumResize
+        } else {
+            RequestKind::Delete
         }
     }
 
@@ -421,44 +672,50 @@ impl Machine<'_> {
             );
         }
         if self.spec.action.fences() {
-            self.begin(STEP_FENCE, RemediationPhase::Fencing);
+            self.begin(StepName::Fence, RemediationPhase::Fencing);
             self.note(
                 false,
                 "Fencing",
                 "fencing the node's server through OpenStack".into(),
             );
         } else {
-            self.begin(STEP_REBOOT, RemediationPhase::Recovering);
+            self.begin(StepName::Reboot, RemediationPhase::Recovering);
             self.note(false, "Rebooting", "rebooting the node's server".into());
         }
         Action::Wait(StdDuration::ZERO)
     }
 
     /// What follows a finished step.
-    fn after(&mut self, finished: &str) -> Action {
+    fn after(&mut self, finished: StepName) -> Action {
         match finished {
-            STEP_FENCE => {
-                if self.spec.workload_eviction == WorkloadEviction::None {
-                    self.begin(STEP_RECOVER, RemediationPhase::Recovering);
-                } else {
-                    self.begin(STEP_RELEASE, RemediationPhase::ReleasingWorkloads);
-                    self.note(
-                        false,
-                        "ReleasingWorkloads",
-                        "the server is confirmed off: releasing the node's pods and volumes".into(),
-                    );
-                }
+            StepName::Fence if self.spec.workload_eviction == WorkloadEviction::None => {
+                self.begin(StepName::Recover, RemediationPhase::Recovering);
             }
-            STEP_RELEASE => {
-                self.begin(STEP_RECOVER, RemediationPhase::Recovering);
+            StepName::Fence => {
+                self.begin(
+                    StepName::ReleaseWorkloads,
+                    RemediationPhase::ReleasingWorkloads,
+                );
+                self.note(
+                    false,
+                    "ReleasingWorkloads",
+                    "the server is confirmed off: releasing the node's pods and volumes".into(),
+                );
+            }
+            StepName::ReleaseWorkloads => {
+                self.begin(StepName::Recover, RemediationPhase::Recovering);
                 self.note(
                     false,
                     "Recovering",
                     "workloads released: bringing the capacity back".into(),
                 );
             }
-            STEP_RECOVER => self.begin(STEP_WAIT_FOR_NODE, RemediationPhase::WaitingForNode),
-            _ => return self.fail(format!("nothing follows step {finished:?}")),
+            StepName::Recover => {
+                self.begin(StepName::WaitForNode, RemediationPhase::WaitingForNode)
+            }
+            StepName::Reboot | StepName::WaitForNode => {
+                return self.fail(format!("nothing follows step {finished}"));
+            }
         }
         Action::Wait(StdDuration::ZERO)
     }
@@ -478,38 +735,35 @@ impl Machine<'_> {
                 self.spec.timeouts.recover
             ));
         }
-        let ServerObservation::Present(server) = &self.observed.server else {
+        let ServerObservation::Present(server) = self.observed.server.clone() else {
             return self.fail("the server is gone: a reboot cannot help".into());
         };
-        let server = server.clone();
         if server.is_shelved() {
             return self.fail(format!(
                 "the server is {}: Nova cannot reboot a shelved server (a PowerCycle unshelves it)",
                 server.status
             ));
         }
-        let soft_sent = last_request(step, REQ_REBOOT_SOFT).is_some();
-        let hard_sent = last_request(step, REQ_REBOOT_HARD).is_some();
+        let soft_sent = last_request(step, RequestKind::RebootSoft).is_some();
         let hard_now = match self.spec.openstack.reboot_type {
             RebootType::Hard => true,
             RebootType::Soft => false,
             // A soft reboot gets half the time; a hung guest ignores it, so go hard.
             RebootType::SoftThenHard => soft_sent && self.elapsed(step) > timeout / 2,
         };
-        let name = if hard_now {
-            REQ_REBOOT_HARD
+        let kind = if hard_now {
+            RequestKind::RebootHard
         } else {
-            REQ_REBOOT_SOFT
+            RequestKind::RebootSoft
         };
-        let sent = if hard_now { hard_sent } else { soft_sent };
-        if !sent {
+        if last_request(step, kind).is_none() {
             // Nova refuses a soft reboot unless the server is ACTIVE with no task.
             if !hard_now && !server.is_active() {
                 return Action::Wait(POLL);
             }
             return self.send(CloudRequest::Reboot { hard: hard_now });
         }
-        self.follow_up(name, &server, |s| {
+        self.follow_up(kind, &server, |s| {
             matches!(s.status.as_str(), "REBOOT" | "HARD_REBOOT")
                 || s.task_state
                     .as_deref()
@@ -518,70 +772,152 @@ impl Machine<'_> {
         .unwrap_or(Action::Wait(POLL))
     }
 
+    /// The fence: evidence that the guest stopped, or nothing is released.
     fn fence(&mut self, step: &StepRecord) -> Action {
-        let confirmed = match &self.observed.server {
-            ServerObservation::Gone => Some("the server is gone"),
-            ServerObservation::Present(s)
-                if s.is_off() && self.spec.action != RemediationAction::Replace =>
-            {
-                Some("Nova reports the server SHUTOFF")
-            }
-            ServerObservation::Present(s)
-                if s.is_shelved() && self.spec.action != RemediationAction::Replace =>
-            {
-                Some("Nova reports the server shelved (powered off)")
-            }
-            ServerObservation::Present(_) => None,
-        };
-        if let Some(how) = confirmed {
-            self.finish_step(how);
-            self.status.phase = Some(RemediationPhase::Fenced);
-            self.note(false, "Fenced", format!("fencing confirmed: {how}"));
-            return Action::Wait(StdDuration::ZERO);
-        }
-        if self.elapsed(step) > self.spec.timeouts.fence.get() {
-            let state = match &self.observed.server {
-                ServerObservation::Present(s) => format!(
-                    "status {}{}",
-                    s.status,
-                    s.task_state
-                        .as_ref()
-                        .map(|t| format!(", task {t}"))
-                        .unwrap_or_default()
+        if let Some(who) = self.observed.fence_confirmed_by.clone() {
+            return self.confirm_fence(
+                FenceEvidence::ConfirmedByPerson,
+                format!(
+                    "a person confirmed the server is off ({FENCE_CONFIRMED_ANNOTATION}: {who})"
                 ),
-                ServerObservation::Gone => "gone".into(),
-            };
+            );
+        }
+        let server_id = self.status.server_id.clone().unwrap_or_default();
+        let removal_sent = self.ever_sent(self.removal());
+        let server = match &self.observed.server {
+            ServerObservation::Present(s) if s.is_off() => {
+                return self.confirm_fence(
+                    FenceEvidence::ServerShutoff,
+                    "Nova reports the server SHUTOFF".into(),
+                );
+            }
+            ServerObservation::Present(s) if s.is_shelved() => {
+                return self.confirm_fence(
+                    FenceEvidence::ServerShelved,
+                    "Nova reports the server shelved (powered off)".into(),
+                );
+            }
+            ServerObservation::Present(s) => s.clone(),
+            ServerObservation::Gone => {
+                return match self.observed.deletion {
+                    Some(DeletionEvidence::ComputeTerminated) => self.confirm_fence(
+                        FenceEvidence::DeletedByComputeHost,
+                        "the server is deleted and Nova's instance actions show its compute host \
+                         destroyed the guest (compute_terminate_instance succeeded)"
+                            .into(),
+                    ),
+                    Some(DeletionEvidence::Terminating) => {
+                        self.set_step_message(
+                            "the server is gone; its compute host is still finishing the delete"
+                                .into(),
+                        );
+                        Action::Wait(POLL)
+                    }
+                    Some(
+                        DeletionEvidence::NotByCompute
+                        | DeletionEvidence::NoDelete
+                        | DeletionEvidence::UnknownServer,
+                    ) if removal_sent => self.unproven(format!(
+                        "Nova deleted server {server_id} without its compute host (a local delete: \
+                         the host is down), so the guest may still run: the capacity is replaced, \
+                         but the node's pods and volumes stay where they are until a person \
+                         confirms the server is off (annotate this Remediation with \
+                         {FENCE_CONFIRMED_ANNOTATION}=<who and how>)"
+                    )),
+                    deletion => self.no_evidence(
+                        step,
+                        format!(
+                            "Nova answers 404 for server {server_id}, but nothing shows its guest \
+                             stopped ({}): a providerID of another region, a Secret of another \
+                             project or a misrouted endpoint look like this; nothing is released",
+                            match deletion {
+                                Some(DeletionEvidence::NotByCompute) => {
+                                    "it was deleted without its compute host"
+                                }
+                                Some(DeletionEvidence::NoDelete) => "no delete on record",
+                                _ => "Nova has no record of it",
+                            }
+                        ),
+                    ),
+                };
+            }
+        };
+        if self.elapsed(step) > self.spec.timeouts.fence.get() {
             return self.fail(format!(
-                "fencing not confirmed within {} (server {state}); no workload was released",
-                self.spec.timeouts.fence
+                "fencing not confirmed within {} (server {}); no workload was released",
+                self.spec.timeouts.fence,
+                server.describe()
             ));
         }
-        let ServerObservation::Present(server) = self.observed.server.clone() else {
-            unreachable!("a gone server is confirmed above")
-        };
         if self.spec.action == RemediationAction::Replace {
-            let request = if self.spec.openstack.magnum.is_some() {
-                CloudRequest::MagnumResize
-            } else {
-                CloudRequest::Delete
-            };
-            let name = request.record_name();
-            if last_request(step, name).is_none() {
-                return self.send(request);
+            let removal = self.removal();
+            if last_request(step, removal).is_some() {
+                return self
+                    .follow_up(removal, &server, |s| {
+                        s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
+                    })
+                    .unwrap_or(Action::Wait(POLL));
             }
-            return self
-                .follow_up(name, &server, |s| {
-                    s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
-                })
-                .unwrap_or(Action::Wait(POLL));
+            // The guest did not stop in time (its host may be down): remove the server anyway
+            // so the capacity comes back. Its workloads are released only if the compute host
+            // itself carries the delete out.
+            let patience = STOP_PATIENCE_BEFORE_REMOVAL.min(self.spec.timeouts.fence.get() / 2);
+            if self.elapsed(step) > patience {
+                return self.send(CloudRequest::of_kind(removal, &server));
+            }
         }
-        if last_request(step, REQ_STOP).is_none() {
+        if last_request(step, RequestKind::Stop).is_none() {
+            if server.task_state.is_some() {
+                self.set_step_message(format!(
+                    "waiting for Nova's task to end before os-stop (server {})",
+                    server.describe()
+                ));
+                return Action::Wait(POLL);
+            }
             return self.send(CloudRequest::Stop);
         }
-        self.follow_up(REQ_STOP, &server, |s| {
+        self.follow_up(RequestKind::Stop, &server, |s| {
             s.task_state.as_deref() == Some("powering-off") || s.status == "SHUTOFF"
         })
         .unwrap_or(Action::Wait(POLL))
+    }
+
+    fn confirm_fence(&mut self, evidence: FenceEvidence, how: String) -> Action {
+        self.finish_step(&how);
+        self.status.fence_evidence = Some(evidence);
+        self.status.last_error = None;
+        self.status.phase = Some(RemediationPhase::Fenced);
+        self.note(false, "Fenced", format!("fencing confirmed: {how}"));
+        Action::Wait(StdDuration::ZERO)
+    }
+
+    /// The server is gone without proof that its guest stopped, after our own removal: the
+    /// capacity comes back, the workloads wait for a person. No timeout: only a person (or the
+    /// NodeHealthCheck's escalation timeout) ends this.
+    fn unproven(&mut self, message: String) -> Action {
+        if self.status.phase != Some(RemediationPhase::FenceUnproven) {
+            self.note(true, "FenceUnproven", message.clone());
+        }
+        self.status.phase = Some(RemediationPhase::FenceUnproven);
+        self.status.last_error = Some(message.clone());
+        self.set_step_message(message);
+        Action::Wait(SLOW_POLL)
+    }
+
+    /// Missing evidence that no request of ours explains: an error, until the fence times out.
+    fn no_evidence(&mut self, step: &StepRecord, message: String) -> Action {
+        if self.elapsed(step) > self.spec.timeouts.fence.get() {
+            return self.fail(format!(
+                "fencing not confirmed within {}: {message}",
+                self.spec.timeouts.fence
+            ));
+        }
+        if self.status.last_error.as_deref() != Some(message.as_str()) {
+            self.note(true, "FenceNotProven", message.clone());
+        }
+        self.status.last_error = Some(message.clone());
+        self.set_step_message(message);
+        Action::Wait(SLOW_POLL)
     }
 
     fn release(&mut self, step: &StepRecord) -> Action {
@@ -590,11 +926,6 @@ impl Machine<'_> {
         };
         if w.pods == 0 && w.volume_attachments == 0 {
             self.finish_step("no pod or VolumeAttachment left on the node");
-            if self.spec.action == RemediationAction::Replace {
-                // Its server is gone for good: the Node object goes too, once it holds nothing.
-                self.begin(STEP_RECOVER, RemediationPhase::Recovering);
-                return Action::DeleteNode;
-            }
             return Action::Wait(StdDuration::ZERO);
         }
         if self.elapsed(step) > self.spec.timeouts.release_workloads.get() {
@@ -613,7 +944,7 @@ impl Machine<'_> {
             // taint manager, honouring their tolerations) and detach their volumes; the pods
             // it evicted are then deleted as pod GC would, without waiting for its period.
             WorkloadEviction::OutOfServiceTaint if w.evicted_pods > 0 => Action::FinishEvictions,
-            _ => Action::Wait(POLL),
+            WorkloadEviction::OutOfServiceTaint | WorkloadEviction::None => Action::Wait(POLL),
         }
     }
 
@@ -625,38 +956,58 @@ impl Machine<'_> {
             ));
         }
         match self.spec.action {
-            RemediationAction::Replace => self.recover_replace(),
+            RemediationAction::Replace => self.recover_replace(step),
             RemediationAction::PowerCycle => self.power_on(step),
-            RemediationAction::Rebuild => {
-                let ServerObservation::Present(server) = self.observed.server.clone() else {
-                    return self.fail("the server disappeared before it could be rebuilt".into());
-                };
-                if last_request(step, REQ_REBUILD).is_none() {
-                    let shelved = server.is_shelved() || last_request(step, REQ_UNSHELVE).is_some();
-                    if shelved && let Some(action) = self.unshelve(step, &server) {
-                        return action;
-                    }
-                    if server.task_state.is_some() {
-                        return Action::Wait(POLL);
-                    }
-                    return self.send(CloudRequest::Rebuild {
-                        image_id: server.image_id.clone(),
-                    });
-                }
-                let rebuilding = |s: &ServerState| {
-                    s.status == "REBUILD"
-                        || s.task_state
-                            .as_deref()
-                            .is_some_and(|t| t.starts_with("rebuild"))
-                };
-                if let Some(action) = self.follow_up(REQ_REBUILD, &server, rebuilding) {
-                    return action;
-                }
-                // Nova leaves a server that was off when rebuilt off again.
-                self.power_on(step)
-            }
+            RemediationAction::Rebuild => self.rebuild(step),
             RemediationAction::Reboot => self.fail("a reboot has no recover step".into()),
         }
+    }
+
+    fn rebuild(&mut self, step: &StepRecord) -> Action {
+        let ServerObservation::Present(server) = self.observed.server.clone() else {
+            return self.fail("the server disappeared before it could be rebuilt".into());
+        };
+        let Some(rebuild) = last_request(step, RequestKind::Rebuild).cloned() else {
+            let shelved =
+                server.is_shelved() || last_request(step, RequestKind::Unshelve).is_some();
+            if shelved && let Some(action) = self.unshelve(step, &server) {
+                return action;
+            }
+            if server.task_state.is_some() {
+                return Action::Wait(POLL);
+            }
+            return self.send(CloudRequest::Rebuild {
+                image_id: server.image_id.clone(),
+            });
+        };
+        let rebuilding = |s: &ServerState| {
+            s.status == "REBUILD"
+                || s.task_state
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("rebuild"))
+        };
+        if let Some(action) = self.follow_up(RequestKind::Rebuild, &server, rebuilding) {
+            return action;
+        }
+        // Nova keeps a stopped server stopped: after the rebuild it passes through ACTIVE for
+        // a moment on its way back to SHUTOFF. Only a settled ACTIVE is a running server.
+        // (A node that is Ready again settles it at once.)
+        if server.is_active() && last_request(step, RequestKind::Start).is_none() {
+            let changed = server
+                .updated
+                .map_or(rebuild.sent_at.0, |u| u.max(rebuild.sent_at.0));
+            let node_ready = self.observed.node.as_ref().is_some_and(|n| n.ready);
+            let settled = node_ready || self.since(changed) >= REBUILT_ACTIVE_SETTLE;
+            if !settled {
+                self.set_step_message(
+                    "rebuilt: waiting to see whether Nova keeps the server running or stops it \
+                     again"
+                        .into(),
+                );
+                return Action::Wait(POLL);
+            }
+        }
+        self.power_on(step)
     }
 
     /// `os-start` until Nova reports the server ACTIVE.
@@ -669,18 +1020,18 @@ impl Machine<'_> {
             return Action::Wait(StdDuration::ZERO);
         }
         // A Rebuild that unshelved first has rebuilt the server since: that is followed above.
-        let unshelving =
-            last_request(step, REQ_UNSHELVE).is_some() && last_request(step, REQ_REBUILD).is_none();
+        let unshelving = last_request(step, RequestKind::Unshelve).is_some()
+            && last_request(step, RequestKind::Rebuild).is_none();
         if server.is_shelved() || unshelving {
             return self.unshelve(step, &server).unwrap_or(Action::Wait(POLL));
         }
-        if last_request(step, REQ_START).is_none() {
+        if last_request(step, RequestKind::Start).is_none() {
             if !server.is_off() {
                 return Action::Wait(POLL);
             }
             return self.send(CloudRequest::Start);
         }
-        self.follow_up(REQ_START, &server, |s| {
+        self.follow_up(RequestKind::Start, &server, |s| {
             s.task_state.as_deref() == Some("powering-on") || s.status == "ACTIVE"
         })
         .unwrap_or(Action::Wait(POLL))
@@ -691,7 +1042,7 @@ impl Machine<'_> {
         if server.is_active() {
             return None;
         }
-        if last_request(step, REQ_UNSHELVE).is_none() {
+        if last_request(step, RequestKind::Unshelve).is_none() {
             return Some(self.send(CloudRequest::Unshelve));
         }
         let unshelving = |s: &ServerState| {
@@ -699,16 +1050,39 @@ impl Machine<'_> {
                 || s.status == "ACTIVE"
         };
         Some(
-            self.follow_up(REQ_UNSHELVE, server, unshelving)
+            self.follow_up(RequestKind::Unshelve, server, unshelving)
                 .unwrap_or(Action::Wait(POLL)),
         )
     }
 
-    fn recover_replace(&mut self) -> Action {
+    /// The removal (unless the fence already removed the server), then the Node object, then
+    /// Magnum's replacement.
+    fn recover_replace(&mut self, step: &StepRecord) -> Action {
+        let removal = self.removal();
+        if let ServerObservation::Present(server) = self.observed.server.clone() {
+            let accepted_before = self.status.steps.iter().any(|s| {
+                s.name != StepName::Recover
+                    && s.requests.iter().any(|r| {
+                        r.action == removal && r.outcome.as_ref().is_some_and(|o| o.is_accepted())
+                    })
+            });
+            if accepted_before {
+                // The fence's removal was accepted: Nova or Magnum is on it.
+                return Action::Wait(POLL);
+            }
+            if last_request(step, removal).is_none() {
+                return self.send(CloudRequest::of_kind(removal, &server));
+            }
+            return self
+                .follow_up(removal, &server, |s| {
+                    s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
+                })
+                .unwrap_or(Action::Wait(POLL));
+        }
         if self.observed.node.is_some() {
             return Action::DeleteNode;
         }
-        if self.spec.openstack.magnum.is_none() {
+        if !self.magnum() {
             self.finish_step("the server is deleted; whatever manages the pool re-creates it");
             return self.succeed("Replaced", "the server and its Node are deleted".into());
         }
@@ -744,20 +1118,20 @@ impl Machine<'_> {
     /// None when the request was accepted and there is nothing to do but wait.
     fn follow_up(
         &mut self,
-        name: &str,
+        kind: RequestKind,
         server: &ServerState,
         in_progress: impl Fn(&ServerState) -> bool,
     ) -> Option<Action> {
         let step = self.status.steps.last()?;
-        let request = last_request(step, name)?.clone();
+        let request = last_request(step, kind)?.clone();
         let sent_at = request.sent_at.0;
-        match request.outcome.as_deref() {
-            Some(OUTCOME_ACCEPTED) => None,
-            Some(_failed) => {
+        match &request.outcome {
+            Some(RequestOutcome::Accepted) => None,
+            Some(RequestOutcome::Failed(_)) => {
                 if self.since(sent_at) < FAILED_REQUEST_BACKOFF {
                     Some(Action::Wait(FAILED_REQUEST_BACKOFF - self.since(sent_at)))
                 } else {
-                    Some(self.send(request_of(name, server)))
+                    Some(self.send(CloudRequest::of_kind(kind, server)))
                 }
             }
             None => {
@@ -767,10 +1141,10 @@ impl Machine<'_> {
                 // before the request, so only a later second proves the server was touched.
                 let touched = server.updated.is_some_and(|u| u > sent_at);
                 if in_progress(server) || touched {
-                    self.set_outcome(name, OUTCOME_ACCEPTED);
+                    self.set_outcome(kind, RequestOutcome::Accepted);
                     None
                 } else if self.since(sent_at) > LOST_REQUEST_GRACE {
-                    Some(self.send(request_of(name, server)))
+                    Some(self.send(CloudRequest::of_kind(kind, server)))
                 } else {
                     Some(Action::Wait(POLL))
                 }
@@ -778,36 +1152,52 @@ impl Machine<'_> {
         }
     }
 
-    /// Records the request in the current step (outcome unknown) and asks for it to be sent.
-    /// Nothing is sent to a Magnum cluster's servers while Magnum updates the cluster (as
-    /// magnum-auto-healer does): Heat could undo or fight the action.
+    /// Whether a request of `kind` was sent in any step (whatever came of it).
+    fn ever_sent(&self, kind: RequestKind) -> bool {
+        self.status
+            .steps
+            .iter()
+            .any(|s| s.requests.iter().any(|r| r.action == kind))
+    }
+
+    /// Records the request in the current step (outcome unknown) and asks for it to be sent:
+    /// the one place a request leaves the machine, and it leaves only if the action's plan
+    /// allows it in this step. Nothing is sent to a Magnum cluster's servers while Magnum
+    /// updates the cluster (as magnum-auto-healer does): Heat could undo or fight the action.
     fn send(&mut self, request: CloudRequest) -> Action {
-        if self.spec.openstack.magnum.is_some()
+        let kind = request.kind();
+        let Some(step) = self.status.steps.last().map(|s| s.name) else {
+            return self.fail(format!("{kind} asked for before any step began"));
+        };
+        if !allowed_requests(self.spec.action, self.magnum(), step).contains(&kind) {
+            return self.fail(format!(
+                "{kind} is not part of a {:?} in step {step}: nothing was sent",
+                self.spec.action
+            ));
+        }
+        if self.magnum()
             && let Some(status) = self.observed.cluster_status.clone()
             && status.ends_with("_IN_PROGRESS")
         {
             self.set_step_message(format!(
                 "waiting: the Magnum cluster is {status}; nothing is sent to it while it is busy"
             ));
-            return Action::Wait(StdDuration::from_secs(5));
+            return Action::Wait(SLOW_POLL);
         }
         // magnum-auto-healer's switch: with healing off, nothing is started. A remediation
         // already under way finishes (a half-done one would leave the server off).
         let nothing_sent = self.status.steps.iter().all(|s| s.requests.is_empty());
-        if self.spec.openstack.magnum.is_some()
-            && self.observed.cluster_auto_healing == Some(false)
-            && nothing_sent
-        {
+        if self.magnum() && self.observed.cluster_auto_healing == Some(false) && nothing_sent {
             self.set_step_message(
                 "waiting: the Magnum cluster does not have the label auto_healing_enabled=true; nothing is started while healing is off".into(),
             );
-            return Action::Wait(StdDuration::from_secs(5));
+            return Action::Wait(SLOW_POLL);
         }
         let now = self.now;
         let target = self.status.server_id.clone();
         if let Some(step) = self.status.steps.last_mut() {
             step.requests.push(OpenStackRequest {
-                action: request.record_name().to_string(),
+                action: kind,
                 sent_at: Time(now),
                 target,
                 outcome: None,
@@ -816,17 +1206,17 @@ impl Machine<'_> {
         Action::Cloud(request)
     }
 
-    fn set_outcome(&mut self, name: &str, outcome: &str) {
+    fn set_outcome(&mut self, kind: RequestKind, outcome: RequestOutcome) {
         if let Some(step) = self.status.steps.last_mut()
-            && let Some(r) = step.requests.iter_mut().rev().find(|r| r.action == name)
+            && let Some(r) = step.requests.iter_mut().rev().find(|r| r.action == kind)
         {
-            r.outcome = Some(outcome.to_string());
+            r.outcome = Some(outcome);
         }
     }
 
-    fn begin(&mut self, name: &str, phase: RemediationPhase) {
+    fn begin(&mut self, name: StepName, phase: RemediationPhase) {
         self.status.steps.push(StepRecord {
-            name: name.to_string(),
+            name,
             started: Time(self.now),
             finished: None,
             requests: Vec::new(),
@@ -887,7 +1277,6 @@ impl Machine<'_> {
         let d = self.now.duration_since(at);
         StdDuration::try_from(d).unwrap_or(StdDuration::ZERO)
     }
-
     /// Conditions as the medik8s contract reads them.
     fn sync_conditions(&mut self) {
         let phase = self.status.phase.unwrap_or(RemediationPhase::Pending);
@@ -951,25 +1340,13 @@ impl Machine<'_> {
     }
 }
 
-/// The last request of that name in the step.
-fn last_request<'s>(step: &'s StepRecord, name: &str) -> Option<&'s OpenStackRequest> {
-    step.requests.iter().rev().find(|r| r.action == name)
-}
-
-/// The request to send again for a recorded name.
-fn request_of(name: &str, server: &ServerState) -> CloudRequest {
-    match name {
-        REQ_STOP => CloudRequest::Stop,
-        REQ_START => CloudRequest::Start,
-        REQ_REBOOT_SOFT => CloudRequest::Reboot { hard: false },
-        REQ_REBOOT_HARD => CloudRequest::Reboot { hard: true },
-        REQ_REBUILD => CloudRequest::Rebuild {
-            image_id: server.image_id.clone(),
-        },
-        REQ_DELETE => CloudRequest::Delete,
-        _ => CloudRequest::MagnumResize,
-    }
+/// The last request of that kind in the step.
+fn last_request(step: &StepRecord, kind: RequestKind) -> Option<&OpenStackRequest> {
+    step.requests.iter().rev().find(|r| r.action == kind)
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod properties;

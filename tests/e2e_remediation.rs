@@ -233,7 +233,7 @@ async fn power_cycle_frees_the_workload_only_after_shutoff_and_brings_the_node_b
         .unwrap()
         .steps
         .into_iter()
-        .map(|st| st.name)
+        .map(|st| st.name.to_string())
         .collect();
     assert_eq!(
         steps,

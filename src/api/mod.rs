@@ -31,9 +31,9 @@ pub use nodehealthcheck::{
     TemplateStep, UnhealthyCondition, UnhealthyNode,
 };
 pub use remediation::{
-    CloudSecretRef, MagnumSpec, OpenStackRequest, OpenStackSpec, RebootType, Remediation,
-    RemediationAction, RemediationPhase, RemediationSpec, RemediationStatus, StepRecord,
-    StepTimeouts, WorkloadEviction,
+    CloudSecretRef, FenceEvidence, MagnumSpec, OpenStackRequest, OpenStackSpec, RebootType,
+    Remediation, RemediationAction, RemediationPhase, RemediationSpec, RemediationStatus,
+    RequestKind, RequestOutcome, StepName, StepRecord, StepTimeouts, WorkloadEviction,
 };
 pub use selector::parse_selector;
 pub use template::{RemediationTemplate, RemediationTemplateBody, RemediationTemplateSpec};

@@ -247,6 +247,15 @@ pub struct RemediationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_id: Option<String>,
 
+    /// The region of the server, from the node's providerID (`openstack://<region>/<id>`);
+    /// empty when the providerID names none (the clouds.yaml's region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+
+    /// What proved that the server stopped before any workload was released.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence_evidence: Option<FenceEvidence>,
+
     /// Each step begun, in order, with the OpenStack requests it sent. A request recorded here is
     /// never sent again for the same step.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -282,6 +291,10 @@ pub enum RemediationPhase {
     Recovering,
     /// Waiting for the node to become Ready.
     WaitingForNode,
+    /// The server is gone, but nothing proves its guest stopped (Nova deleted it locally while
+    /// its compute host was down): the capacity is replaced, the node's workloads stay where
+    /// they are until a person confirms the fence (annotation `nodehealer.io/fence-confirmed`).
+    FenceUnproven,
     /// The node is back (or replaced).
     Succeeded,
     /// A step failed or timed out; see `lastError`.
@@ -299,8 +312,8 @@ impl RemediationPhase {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
-    /// The step, e.g. `Fence`, `ReleaseWorkloads`, `Recover`, `WaitForNode`.
-    pub name: String,
+    /// The step.
+    pub name: StepName,
 
     /// When the step began.
     pub started: Time,
@@ -318,13 +331,133 @@ pub struct StepRecord {
     pub message: Option<String>,
 }
 
+/// The steps of the machine, stored by name (as earlier releases stored them).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum StepName {
+    /// `Reboot`: reboot the server and wait for the node.
+    Reboot,
+    /// Power the server off (or remove it) and wait for the cloud's proof that it stopped.
+    Fence,
+    /// Free the node's pods and volumes.
+    ReleaseWorkloads,
+    /// Power on, rebuild, or replace the server.
+    Recover,
+    /// Wait for the node to be Ready.
+    WaitForNode,
+}
+
+impl std::fmt::Display for StepName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// An OpenStack request the step machine may send, stored by the name earlier releases used.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RequestKind {
+    /// Nova `os-stop`.
+    #[serde(rename = "os-stop")]
+    Stop,
+    /// Nova `os-start`.
+    #[serde(rename = "os-start")]
+    Start,
+    /// Nova `unshelve`.
+    #[serde(rename = "unshelve")]
+    Unshelve,
+    /// Nova `reboot` with type SOFT.
+    #[serde(rename = "reboot-soft")]
+    RebootSoft,
+    /// Nova `reboot` with type HARD.
+    #[serde(rename = "reboot-hard")]
+    RebootHard,
+    /// Nova `rebuild` with the server's image.
+    #[serde(rename = "rebuild")]
+    Rebuild,
+    /// Nova `DELETE /servers/{id}`.
+    #[serde(rename = "delete")]
+    Delete,
+    /// Magnum resize of the server's nodegroup with `nodes_to_remove`.
+    #[serde(rename = "magnum-resize")]
+    MagnumResize,
+}
+
+impl RequestKind {
+    /// The name stored in the status and shown in events.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RequestKind::Stop => "os-stop",
+            RequestKind::Start => "os-start",
+            RequestKind::Unshelve => "unshelve",
+            RequestKind::RebootSoft => "reboot-soft",
+            RequestKind::RebootHard => "reboot-hard",
+            RequestKind::Rebuild => "rebuild",
+            RequestKind::Delete => "delete",
+            RequestKind::MagnumResize => "magnum-resize",
+        }
+    }
+}
+
+impl std::fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What came back for a request: stored as `Accepted` or `Failed: <reason>`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(into = "String", from = "String")]
+pub enum RequestOutcome {
+    /// The service accepted it (Nova 202, Magnum 202).
+    Accepted,
+    /// The service refused or failed it; the reason is the error's category.
+    Failed(String),
+}
+
+impl RequestOutcome {
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, RequestOutcome::Accepted)
+    }
+}
+
+impl From<RequestOutcome> for String {
+    fn from(o: RequestOutcome) -> String {
+        match o {
+            RequestOutcome::Accepted => "Accepted".into(),
+            RequestOutcome::Failed(reason) => format!("Failed: {reason}"),
+        }
+    }
+}
+
+impl From<String> for RequestOutcome {
+    fn from(s: String) -> RequestOutcome {
+        if s == "Accepted" {
+            RequestOutcome::Accepted
+        } else {
+            RequestOutcome::Failed(s.strip_prefix("Failed: ").unwrap_or(&s).to_string())
+        }
+    }
+}
+
+/// What proved that a node's server stopped, so its workloads could be released.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum FenceEvidence {
+    /// Nova reported the server `SHUTOFF` with no task running.
+    ServerShutoff,
+    /// Nova reported the server `SHELVED` or `SHELVED_OFFLOADED` with no task running.
+    ServerShelved,
+    /// The server is deleted, and Nova's instance actions show its compute host destroyed the
+    /// guest (`compute_terminate_instance` succeeded), not a local delete.
+    DeletedByComputeHost,
+    /// A person confirmed it (annotation `nodehealer.io/fence-confirmed`).
+    ConfirmedByPerson,
+}
+
 /// An OpenStack request sent by a step.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OpenStackRequest {
-    /// The action, e.g. `os-stop`, `os-start`, `unshelve`, `reboot-soft`, `reboot-hard`, `rebuild`, `delete`,
-    /// `magnum-resize`.
-    pub action: String,
+    /// The request.
+    pub action: RequestKind,
 
     /// When it was sent.
     pub sent_at: Time,
@@ -337,5 +470,6 @@ pub struct OpenStackRequest {
     /// recorded before sending, so a controller that restarts in between knows the request may
     /// have reached OpenStack and checks the server before ever sending it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub outcome: Option<RequestOutcome>,
 }

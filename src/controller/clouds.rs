@@ -51,6 +51,16 @@ impl Clouds {
         }
     }
 
+    /// Placeholder until regions land (branch `cloud`).
+    pub async fn for_spec_in_region(
+        &self,
+        namespace: &str,
+        spec: &OpenStackSpec,
+        _region: Option<&str>,
+    ) -> Result<Arc<dyn Cloud>> {
+        self.for_spec(namespace, spec).await
+    }
+
     /// The client for an `openstack` spec in `namespace`, from the Secret it names.
     pub async fn for_spec(&self, namespace: &str, spec: &OpenStackSpec) -> Result<Arc<dyn Cloud>> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);

@@ -28,14 +28,13 @@ use tokio::sync::watch;
 use super::Settings;
 use super::clouds::Clouds;
 use crate::api::conditions::set_condition;
-use crate::api::contract::{NODE_NAME_ANNOTATION, PROCESSING_CONDITION};
-use crate::api::{Remediation, RemediationPhase, RemediationStatus};
+use crate::api::contract::{NHC_TIMED_OUT_ANNOTATION, NODE_NAME_ANNOTATION, PROCESSING_CONDITION};
+use crate::api::{Remediation, RemediationPhase, RemediationStatus, StepName};
 use crate::error::{Error, Result};
 use crate::openstack::{self, Cloud, RebootType, ServerRef};
 use crate::remediation::{
-    self as machine, Action, CloudRequest, NodeObservation, OUT_OF_SERVICE_TAINT_KEY,
-    OUTCOME_ACCEPTED, Observed, REMEDIATING_TAINT_KEY, STEP_FENCE, STEP_REBOOT, STEP_RECOVER,
-    STEP_RELEASE, ServerObservation, ServerState, Workloads,
+    self as machine, Action, CloudRequest, FENCE_CONFIRMED_ANNOTATION, NodeObservation, Observed,
+    OurTaint, PowerRestore, SendResult, ServerObservation, ServerState, Workloads,
 };
 use crate::server::Readiness;
 
@@ -45,6 +44,9 @@ pub const FINALIZER: &str = "nodehealer.io/remove-taints";
 const MANAGER: &str = "nodehealer";
 /// Magnum's nodegroup label on nodes.
 const MAGNUM_NODEGROUP_LABEL: &str = "magnum.openstack.org/nodegroup";
+/// On a node: the out-of-service taint on it is ours (another remediator, medik8s Fence Agents
+/// Remediation say, may put the same taint on; we remove only the one we added).
+pub const OUR_OUT_OF_SERVICE_TAINT_ANNOTATION: &str = "nodehealer.io/out-of-service-taint";
 
 /// What the Remediation controller shares between reconciles.
 pub struct Context {
@@ -151,11 +153,25 @@ impl Context {
         }
     }
 
-    /// The OpenStack client for a Remediation, from the Secret its spec names.
-    async fn cloud_for(&self, rem: &Remediation) -> Result<Arc<dyn Cloud>> {
+    /// The OpenStack client for a Remediation, from the Secret its spec names, for the region
+    /// its server is in (None: the clouds.yaml's region).
+    async fn cloud_for(&self, rem: &Remediation, region: Option<&str>) -> Result<Arc<dyn Cloud>> {
         self.clouds
-            .for_spec(&rem.namespace().unwrap_or_default(), &rem.spec.openstack)
+            .for_spec_in_region(
+                &rem.namespace().unwrap_or_default(),
+                &rem.spec.openstack,
+                region,
+            )
             .await
+    }
+
+    fn count_error(&self, error: &Error) {
+        self.metrics
+            .errors
+            .get_or_create(&ErrorLabels {
+                error: error.category().to_string(),
+            })
+            .inc();
     }
 }
 
@@ -200,12 +216,7 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
 
 fn error_policy(rem: Arc<Remediation>, error: &Error, ctx: Arc<Context>) -> Requeue {
     tracing::warn!(remediation = %rem.name_any(), error = %error, "reconcile failed");
-    ctx.metrics
-        .errors
-        .get_or_create(&ErrorLabels {
-            error: error.category().to_string(),
-        })
-        .inc();
+    ctx.count_error(error);
     Requeue::requeue(error.requeue_after())
 }
 
@@ -232,51 +243,88 @@ async fn reconcile(rem: Arc<Remediation>, ctx: Arc<Context>) -> Result<Requeue> 
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// The Remediation is going away: our taints go with it.
+/// The Remediation is going away: our taints go with it (unless another remediation of the
+/// node still wants them), and a server we powered off is powered on again.
 async fn cleanup(rem: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
-    sync_taints(ctx, &node_name_of(&rem), &[]).await?;
-    restore_power(&rem, ctx).await;
+    sync_taints(ctx, &rem, &[]).await?;
+    restore_power(&rem, ctx).await?;
     Ok(Requeue::await_change())
 }
 
+/// How long a deleted Remediation waits for its server to finish powering off (or for the cloud
+/// to answer) so that it can power it on again, before it lets go with a Warning event.
+const POWER_RESTORE_PATIENCE: Duration = Duration::from_secs(120);
+
 /// A remediation deleted half-way never leaves behind a server we powered off (see
-/// `restore_power_on_delete`). Best effort: a cloud that cannot be reached is logged and the
-/// deletion goes on, since holding the Remediation would not bring the server back either.
-async fn restore_power(rem: &Remediation, ctx: &Context) {
+/// `power_restore`): a server still powering off is waited for, and a cloud that cannot be
+/// reached is tried again, for [`POWER_RESTORE_PATIENCE`] after the deletion; then the deletion
+/// goes on with a Warning event saying the server is left off.
+async fn restore_power(rem: &Remediation, ctx: &Context) -> Result<()> {
     let status = rem.status.clone().unwrap_or_default();
     let Some(server_id) = status.server_id.clone() else {
-        return;
+        return Ok(());
     };
     if status.phase.is_some_and(|p| p.is_final()) || ctx.settings.dry_run {
-        return;
+        return Ok(());
     }
+    let deleted_for = rem
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| Timestamp::now().duration_since(t.0).try_into().ok())
+        .unwrap_or(Duration::ZERO);
     let attempt = async {
-        let cloud = ctx.cloud_for(rem).await?;
+        let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
         let server = match cloud.server(&server_id).await? {
             None => ServerObservation::Gone,
             Some(s) => ServerObservation::Present(server_state(&s)),
         };
-        if machine::restore_power_on_delete(&rem.spec, &status, &server) {
-            cloud.start(&server_id).await?;
+        match machine::power_restore(&rem.spec, &status, &server) {
+            PowerRestore::Nothing => Ok(false),
+            PowerRestore::WaitForStop => Err(Error::PowerRestorePending {
+                server: server_id.clone(),
+            }),
+            PowerRestore::Start => {
+                cloud.start(&server_id).await?;
+                ctx.event(
+                    rem,
+                    false,
+                    reason::POWER_RESTORED,
+                    format!("the remediation was deleted after it powered server {server_id} off: powered it on again"),
+                )
+                .await;
+                Ok(true)
+            }
+        }
+    };
+    match attempt.await {
+        Ok(_) => Ok(()),
+        Err(e) if deleted_for < POWER_RESTORE_PATIENCE => {
+            if !matches!(e, Error::PowerRestorePending { .. }) {
+                ctx.event(
+                    rem,
+                    true,
+                    e.category(),
+                    format!("could not power server {server_id} on again yet: {e}"),
+                )
+                .await;
+            }
+            Err(e)
+        }
+        Err(e) => {
+            tracing::warn!(remediation = %rem.name_any(), error = %e, "could not power the server on again");
             ctx.event(
                 rem,
-                false,
-                "PowerRestored",
-                format!("the remediation was deleted after it powered server {server_id} off: powered it on again"),
+                true,
+                reason::POWER_NOT_RESTORED,
+                format!(
+                    "gave up powering server {server_id} on again after {}s: {e}; it is left as it is",
+                    POWER_RESTORE_PATIENCE.as_secs()
+                ),
             )
             .await;
+            Ok(())
         }
-        Result::<()>::Ok(())
-    };
-    if let Err(e) = attempt.await {
-        tracing::warn!(remediation = %rem.name_any(), error = %e, "could not power the server on again");
-        ctx.event(
-            rem,
-            true,
-            e.category(),
-            format!("could not power server {server_id} on again: {e}"),
-        )
-        .await;
     }
 }
 
@@ -298,14 +346,30 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
         return Ok(Requeue::await_change());
     };
     let mut version = rem.resource_version().unwrap_or_default();
-    let node_name = node_name_of(&rem);
     let status = rem.status.clone().unwrap_or_default();
     if status.phase.is_some_and(|p| p.is_final()) {
-        // Over: make sure nothing of ours is left on the node, then wait for deletion.
-        sync_taints(ctx, &node_name, &[]).await?;
+        // Over: nothing of ours is left on the node that no other remediation wants.
+        sync_taints(ctx, &rem, &[]).await?;
         return Ok(Requeue::await_change());
     }
-    let now = Timestamp::now();
+    if timed_out(&rem) {
+        // The NodeHealthCheck gave up on this one and may have started the next remediator:
+        // from now on this one sends nothing and holds nothing.
+        let plan = machine::stop_timed_out(
+            &rem.spec,
+            &status,
+            Timestamp::now(),
+            rem.metadata.generation,
+        );
+        patch_status(ctx, &rem, &mut version, &status, &plan.status).await?;
+        if let Some(notice) = plan.notice {
+            ctx.event(&rem, notice.warning, notice.reason, notice.message)
+                .await;
+        }
+        ctx.finished(&rem.spec, "timed_out");
+        sync_taints(ctx, &rem, &[]).await?;
+        return Ok(Requeue::await_change());
+    }
     if ctx.settings.dry_run {
         let mut new = status.clone();
         set_condition(
@@ -315,32 +379,40 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
             "DryRun",
             "the operator runs with --dry-run: nothing is done",
             rem.metadata.generation,
-            now,
+            Timestamp::now(),
         );
         patch_status(ctx, &rem, &mut version, &status, &new).await?;
         return Ok(Requeue::await_change());
     }
 
-    match step(&rem, ctx, &node_name, status.clone(), now, &mut version).await {
+    match step(&rem, ctx, status, &mut version).await {
         Ok(requeue) => Ok(requeue),
         // A refused or failed Kubernetes request (a conflict with another writer, mostly) is
         // retried as it is; anything else is a reason the remediation cannot go on.
         Err(e @ Error::Kube(_)) => Err(e),
         Err(e) => {
-            record_blocked(ctx, &rem, &e, now).await;
-            Err(e)
+            ctx.count_error(&e);
+            tracing::warn!(remediation = %rem.name_any(), error = %e, "remediation blocked");
+            let wait = record_blocked(ctx, &rem, &e).await;
+            Ok(Requeue::requeue(wait))
         }
     }
 }
 
+/// Whether the NodeHealthCheck timed this remediation out (the medik8s contract's annotation).
+fn timed_out(rem: &Remediation) -> bool {
+    rem.annotations().contains_key(NHC_TIMED_OUT_ANNOTATION)
+}
+
 /// Says in the status and an event why the remediation cannot go on, and fails it once its
 /// step has timed out (the pure `blocked` decides). Reads the object afresh: the failed turn
-/// may have written a newer status already, which must not be overwritten.
-async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error, now: Timestamp) {
+/// may have written a newer status already, which must not be overwritten. Returns when to
+/// look again.
+async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error) -> Duration {
     let api: Api<Remediation> =
         Api::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
     let Ok(Some(fresh)) = api.get_opt(&rem.name_any()).await else {
-        return;
+        return error.requeue_after();
     };
     let mut version = fresh.resource_version().unwrap_or_default();
     let status = fresh.status.clone().unwrap_or_default();
@@ -352,82 +424,53 @@ async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error, now: Ti
         created,
         error.category(),
         &message,
-        now,
+        error.retryable(),
+        Timestamp::now(),
         fresh.metadata.generation,
     );
+    let wait = match plan.action {
+        Action::Wait(d) => d.max(Duration::from_millis(200)),
+        _ => error.requeue_after(),
+    };
     if plan.status == status {
-        return;
+        return wait;
     }
     if let Err(e) = patch_status(ctx, &fresh, &mut version, &status, &plan.status).await {
         tracing::debug!(error = %e, "recording why the remediation is blocked");
-        return;
+        return FAILED_WRITE_RETRY;
     }
-    ctx.event(&fresh, true, error.category(), message).await;
+    if status.last_error.as_deref() != Some(message.as_str()) {
+        ctx.event(&fresh, true, error.category(), message).await;
+    }
     if let Some(notice) = plan.notice {
         ctx.event(&fresh, notice.warning, notice.reason, notice.message)
             .await;
     }
     if plan.action == Action::Done {
         ctx.finished(&fresh.spec, "failed");
+        let _ = sync_taints(ctx, &fresh, &[]).await;
     }
+    wait
 }
+
+/// After a failed write of the status, look again this soon.
+const FAILED_WRITE_RETRY: Duration = Duration::from_secs(1);
 
 /// One turn of the machine: observe, decide, persist, taint, act.
 async fn step(
     rem: &Remediation,
     ctx: &Context,
-    node_name: &str,
     mut status: RemediationStatus,
-    now: Timestamp,
     version: &mut String,
 ) -> Result<Requeue> {
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let node = nodes.get_opt(node_name).await?;
-    let before = rem.status.clone().unwrap_or_default();
-    status
-        .node_name
-        .get_or_insert_with(|| node_name.to_string());
-
-    let cloud = ctx.cloud_for(rem).await?;
-    if status.server_id.is_none() {
-        status.server_id = Some(resolve_server(cloud.as_ref(), node_name, node.as_ref()).await?);
-    }
+    let node_name = node_name_of(rem);
+    let node_name = node_name.as_str();
+    let (observed, node) = observe(rem, ctx, node_name, &mut status).await?;
+    let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
     let server_id = status.server_id.clone().unwrap_or_default();
-    let server = match cloud.server(&server_id).await? {
-        None => ServerObservation::Gone,
-        Some(s) => ServerObservation::Present(server_state(&s)),
-    };
-    let current = status
-        .steps
-        .last()
-        .filter(|s| s.finished.is_none())
-        .map(|s| s.name.clone());
-    let workloads = if current.as_deref() == Some(STEP_RELEASE) {
-        Some(count_workloads(ctx, node_name).await?)
-    } else {
-        None
-    };
-    let cluster = match &rem.spec.openstack.magnum {
-        Some(m)
-            if matches!(
-                current.as_deref(),
-                Some(STEP_FENCE) | Some(STEP_RECOVER) | Some(STEP_REBOOT)
-            ) =>
-        {
-            Some(cloud.cluster(&m.cluster).await?)
-        }
-        _ => None,
-    };
-    let observed = Observed {
-        node: node
-            .as_ref()
-            .map(|n| NodeObservation { ready: is_ready(n) }),
-        server,
-        workloads,
-        cluster_auto_healing: cluster.as_ref().map(|c| c.auto_healing_enabled()),
-        cluster_status: cluster.map(|c| c.status),
-    };
-
+    // Taken after the observations, which can be slow: a request's `sentAt` is when it leaves.
+    let now = Timestamp::now();
+    let before = rem.status.clone().unwrap_or_default();
     let plan = machine::next(&rem.spec, &status, &observed, now, rem.metadata.generation);
     let mut new = plan.status;
     // Persist first: a request leaves only once it is on record. A conflict here means
@@ -443,8 +486,9 @@ async fn step(
         ctx.event(rem, notice.warning, notice.reason, notice.message.clone())
             .await;
     }
-    sync_taints(ctx, node_name, &machine::desired_taints(&rem.spec, &new)).await?;
+    sync_taints(ctx, rem, &machine::desired_taints(&rem.spec, &new)).await?;
 
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
     let requeue = match plan.action {
         Action::Wait(d) if d.is_zero() => Requeue::requeue(Duration::from_millis(50)),
         Action::Wait(d) => Requeue::requeue(d),
@@ -465,7 +509,7 @@ async fn step(
             ctx.event(
                 rem,
                 false,
-                "NodeDeleted",
+                reason::NODE_DELETED,
                 format!("deleted Node {node_name}: its server is gone for good"),
             )
             .await;
@@ -481,7 +525,7 @@ async fn step(
                 ctx.event(
                     rem,
                     false,
-                    "EvictionsCompleted",
+                    reason::EVICTIONS_COMPLETED,
                     format!(
                         "force-deleted {deleted} pods the out-of-service taint evicted from {node_name} (its server is confirmed off), as pod GC would on its next pass"
                     ),
@@ -491,41 +535,47 @@ async fn step(
             Requeue::requeue(Duration::from_millis(500))
         }
         Action::Cloud(request) => {
-            let name = request.record_name();
-            let result = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref()).await;
-            // An action whose answer was lost may have reached Nova: leave its outcome open,
-            // so the machine looks at the server before it ever sends it again.
-            let outcome = match &result {
-                Ok(()) => Some(OUTCOME_ACCEPTED.to_string()),
-                Err(Error::Cloud(e)) if e.outcome_unknown() => None,
-                Err(e) => Some(format!("Failed: {}", e.category())),
+            let kind = request.kind();
+            let result = match send(cloud.as_ref(), &request, &server_id, rem, node.as_ref()).await
+            {
+                Ok(()) => SendResult::Accepted,
+                // An action whose answer was lost may have reached Nova: its outcome stays
+                // open, so the machine looks at the server before it ever sends it again.
+                Err(Error::Cloud(e)) if e.outcome_unknown() => SendResult::Unknown {
+                    message: e.to_string(),
+                },
+                Err(e) => SendResult::Failed {
+                    category: e.category().to_string(),
+                    message: e.to_string(),
+                },
             };
             let persisted = new.clone();
-            if let Some(req) = new
-                .steps
-                .last_mut()
-                .and_then(|s| s.requests.iter_mut().rev().find(|r| r.action == name))
-            {
-                req.outcome = outcome;
-            }
+            machine::record_result(&mut new, kind, &result);
             match &result {
-                Ok(()) => {
-                    new.last_error = None;
+                SendResult::Accepted => {
                     ctx.event(
                         rem,
                         false,
-                        "OpenStackRequestSent",
-                        format!("{name} accepted for server {server_id}"),
+                        reason::OPENSTACK_REQUEST_SENT,
+                        format!("{kind} accepted for server {server_id}"),
                     )
                     .await;
                 }
-                Err(e) => {
-                    new.last_error = Some(format!("{name}: {e}"));
+                SendResult::Failed { category, message } => {
                     ctx.event(
                         rem,
                         true,
-                        e.category(),
-                        format!("{name} for server {server_id} failed: {e}"),
+                        category,
+                        format!("{kind} for server {server_id} failed: {message}"),
+                    )
+                    .await;
+                }
+                SendResult::Unknown { message } => {
+                    ctx.event(
+                        rem,
+                        true,
+                        reason::OPENSTACK_ANSWER_LOST,
+                        format!("{kind} for server {server_id}: the answer was lost ({message}); the server will show whether it arrived"),
                     )
                     .await;
                 }
@@ -535,6 +585,77 @@ async fn step(
         }
     };
     Ok(requeue)
+}
+
+/// Everything the machine needs for its next step: the node, the server (and, once it is gone
+/// during the fence, how it was deleted), the workloads while they are released, the Magnum
+/// cluster while something may be sent to it, and a person's fence confirmation. Maps the node
+/// to its server (and region) on the first turn.
+async fn observe(
+    rem: &Remediation,
+    ctx: &Context,
+    node_name: &str,
+    status: &mut RemediationStatus,
+) -> Result<(Observed, Option<Node>)> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node = nodes.get_opt(node_name).await?;
+    status
+        .node_name
+        .get_or_insert_with(|| node_name.to_string());
+    if status.server_id.is_none() {
+        let (id, region) = resolve_server(rem, ctx, node_name, node.as_ref()).await?;
+        status.server_id = Some(id);
+        status.region = region;
+    }
+    let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
+    let server_id = status.server_id.clone().unwrap_or_default();
+    let server = match cloud.server(&server_id).await? {
+        None => ServerObservation::Gone,
+        Some(s) => ServerObservation::Present(server_state(&s)),
+    };
+    let current = status
+        .steps
+        .last()
+        .filter(|s| s.finished.is_none())
+        .map(|s| s.name);
+    let deletion = match (&server, current) {
+        (ServerObservation::Gone, Some(StepName::Fence)) => {
+            Some(cloud.deletion_evidence(&server_id).await?)
+        }
+        _ => None,
+    };
+    let workloads = if current == Some(StepName::ReleaseWorkloads) {
+        Some(count_workloads(ctx, node_name).await?)
+    } else {
+        None
+    };
+    let cluster = match &rem.spec.openstack.magnum {
+        Some(m)
+            if matches!(
+                current,
+                Some(StepName::Fence | StepName::Recover | StepName::Reboot)
+            ) =>
+        {
+            Some(cloud.cluster(&m.cluster).await?)
+        }
+        _ => None,
+    };
+    let observed = Observed {
+        node: node
+            .as_ref()
+            .map(|n| NodeObservation { ready: is_ready(n) }),
+        server,
+        deletion,
+        workloads,
+        cluster_auto_healing: cluster.as_ref().map(|c| c.auto_healing_enabled()),
+        cluster_status: cluster.map(|c| c.status),
+        fence_confirmed_by: rem
+            .annotations()
+            .get(FENCE_CONFIRMED_ANNOTATION)
+            .filter(|v| !v.trim().is_empty())
+            .cloned(),
+    };
+    Ok((observed, node))
 }
 
 /// Sends one OpenStack request.
@@ -596,26 +717,38 @@ async fn send(
     Ok(())
 }
 
-/// The server behind a node: its providerID, else its name in Nova. Never a guess.
-async fn resolve_server(cloud: &dyn Cloud, node_name: &str, node: Option<&Node>) -> Result<String> {
+/// The server behind a node, and its region: the providerID (`openstack:///<id>`, or
+/// `openstack://<region>/<id>`, whose region selects that region's endpoints), else its name
+/// in Nova. Never a guess.
+async fn resolve_server(
+    rem: &Remediation,
+    ctx: &Context,
+    node_name: &str,
+    node: Option<&Node>,
+) -> Result<(String, Option<String>)> {
     let provider_id = node
         .and_then(|n| n.spec.as_ref())
         .and_then(|s| s.provider_id.clone());
-    let server = openstack::server_ref(node_name, provider_id.as_deref()).map_err(|message| {
-        Error::Unmappable {
-            node: node_name.to_string(),
-            message,
-        }
-    })?;
+    let unmappable = |message: String| Error::Unmappable {
+        node: node_name.to_string(),
+        message,
+    };
+    let server = openstack::server_ref(node_name, provider_id.as_deref()).map_err(unmappable)?;
+    let region = provider_id
+        .as_deref()
+        .and_then(openstack::parse_provider_id)
+        .and_then(|p| p.region);
     match server {
-        ServerRef::Id(id) => Ok(id),
-        ServerRef::Name(name) => match cloud.server_by_name(&name).await? {
-            Some(server) => Ok(server.id),
-            None => Err(Error::Unmappable {
-                node: node_name.to_string(),
-                message: "no OpenStack providerID and no server of that name".into(),
-            }),
-        },
+        ServerRef::Id(id) => Ok((id, region)),
+        ServerRef::Name(name) => {
+            let cloud = ctx.cloud_for(rem, None).await?;
+            match cloud.server_by_name(&name).await? {
+                Some(server) => Ok((server.id, None)),
+                None => Err(unmappable(
+                    "no OpenStack providerID and no server of that name".into(),
+                )),
+            }
+        }
     }
 }
 
@@ -713,55 +846,75 @@ async fn force_delete_pods(
     Ok(deleted)
 }
 
-/// Makes the node carry exactly the wanted ones of our taints, leaving every other taint
-/// alone. The patch carries the resourceVersion read, so a concurrent change by someone else
-/// (kube-controller-manager adding its own taints) makes it fail and retry rather than lose theirs.
-async fn sync_taints(ctx: &Context, node_name: &str, wanted: &[(&str, &str, &str)]) -> Result<()> {
+/// Makes the node carry our taints as the live remediations of the node want them: `wanted`
+/// for this one (as just decided), and what every other live Remediation of the node wants (one
+/// that ended, is being deleted or was timed out wants nothing). So a remediation that ended
+/// never strips a taint the next remediation of the node just applied. Of the out-of-service
+/// taint, only the one we added (marked with [`OUR_OUT_OF_SERVICE_TAINT_ANNOTATION`]) is ever
+/// removed: another remediator may have put it on. Every other taint is left alone, and the
+/// patch carries the resourceVersion read, so a concurrent change by someone else makes it fail
+/// and retry rather than lose theirs.
+async fn sync_taints(ctx: &Context, rem: &Remediation, wanted: &[OurTaint]) -> Result<()> {
+    let node_name = node_name_of(rem);
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let Some(node) = nodes.get_opt(node_name).await? else {
+    let Some(node) = nodes.get_opt(&node_name).await? else {
         return Ok(());
     };
-    let ours = |key: &str| key == REMEDIATING_TAINT_KEY || key == OUT_OF_SERVICE_TAINT_KEY;
+    let mut wanted: Vec<OurTaint> = wanted.to_vec();
+    let others = ctx.store.get().map(|s| s.state()).unwrap_or_default();
+    for other in others {
+        let same = other.namespace() == rem.namespace() && other.name_any() == rem.name_any();
+        if same || node_name_of(&other) != node_name || other.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        if timed_out(&other) {
+            continue;
+        }
+        let status = other.status.clone().unwrap_or_default();
+        wanted.extend(machine::desired_taints(&other.spec, &status));
+    }
     let current: Vec<Taint> = node
         .spec
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let mut next: Vec<Taint> = current.iter().filter(|t| !ours(&t.key)).cloned().collect();
-    for (key, value, effect) in wanted {
-        let existing = current
-            .iter()
-            .find(|t| t.key == *key && t.effect == *effect)
-            .cloned();
-        next.push(existing.unwrap_or_else(|| Taint {
+    let owned_oos = node
+        .annotations()
+        .contains_key(OUR_OUT_OF_SERVICE_TAINT_ANNOTATION);
+    let change = machine::taint_change(&current_keys(&current), owned_oos, &wanted);
+    if change.is_none() {
+        return Ok(());
+    }
+    let next: Vec<Taint> = current
+        .iter()
+        .filter(|t| !change.remove.contains(&(t.key.as_str(), t.effect.as_str())))
+        .cloned()
+        .chain(change.add.iter().map(|(key, value, effect)| Taint {
             key: key.to_string(),
             value: (!value.is_empty()).then(|| value.to_string()),
             effect: effect.to_string(),
             time_added: None,
-        }));
+        }))
+        .collect();
+    let mut metadata = serde_json::json!({"resourceVersion": node.resource_version()});
+    if let Some(owned) = change.own_out_of_service {
+        metadata["annotations"] = serde_json::json!({
+            OUR_OUT_OF_SERVICE_TAINT_ANNOTATION: owned.then_some("true"),
+        });
     }
-    let same = |a: &[Taint], b: &[Taint]| {
-        let keys = |ts: &[Taint]| {
-            let mut k: Vec<(String, String)> = ts
-                .iter()
-                .map(|t| (t.key.clone(), t.effect.clone()))
-                .collect();
-            k.sort();
-            k
-        };
-        keys(a) == keys(b)
-    };
-    if same(&current, &next) {
-        return Ok(());
-    }
-    let patch = serde_json::json!({
-        "metadata": {"resourceVersion": node.resource_version()},
-        "spec": {"taints": next},
-    });
+    let patch = serde_json::json!({"metadata": metadata, "spec": {"taints": next}});
     nodes
-        .patch(node_name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
     Ok(())
+}
+
+fn current_keys(taints: &[Taint]) -> Vec<(&str, &str)> {
+    taints
+        .iter()
+        .map(|t| (t.key.as_str(), t.effect.as_str()))
+        .collect()
 }
 
 /// Writes the status if it changed, through the status subresource, only on top of the
@@ -875,4 +1028,14 @@ async fn report_magnum_health(
 fn is_control_plane_remediation(rem: &Remediation) -> bool {
     rem.labels()
         .contains_key(crate::api::contract::CONTROL_PLANE_REMEDIATION_LABEL)
+}
+
+/// The reasons of the events this controller writes.
+mod reason {
+    pub const POWER_RESTORED: &str = "PowerRestored";
+    pub const POWER_NOT_RESTORED: &str = "PowerNotRestored";
+    pub const NODE_DELETED: &str = "NodeDeleted";
+    pub const EVICTIONS_COMPLETED: &str = "EvictionsCompleted";
+    pub const OPENSTACK_REQUEST_SENT: &str = "OpenStackRequestSent";
+    pub const OPENSTACK_ANSWER_LOST: &str = "OpenStackAnswerLost";
 }

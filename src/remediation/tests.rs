@@ -48,6 +48,8 @@ fn observed(ready: Option<bool>, server: ServerObservation) -> Observed {
         workloads: None,
         cluster_status: None,
         cluster_auto_healing: None,
+        deletion: None,
+        fence_confirmed_by: None,
     }
 }
 
@@ -71,20 +73,20 @@ fn accept_last(status: &mut RemediationStatus) {
         .requests
         .last_mut()
         .unwrap();
-    req.outcome = Some(OUTCOME_ACCEPTED.into());
+    req.outcome = Some(RequestOutcome::Accepted);
 }
 
 /// The OpenStack requests on record, in order.
-fn sent_requests(status: &RemediationStatus) -> Vec<&str> {
+fn sent_requests(status: &RemediationStatus) -> Vec<RequestKind> {
     status
         .steps
         .iter()
-        .flat_map(|s| s.requests.iter().map(|r| r.action.as_str()))
+        .flat_map(|s| s.requests.iter().map(|r| r.action))
         .collect()
 }
 
-fn step_names(status: &RemediationStatus) -> Vec<&str> {
-    status.steps.iter().map(|s| s.name.as_str()).collect()
+fn step_names(status: &RemediationStatus) -> Vec<StepName> {
+    status.steps.iter().map(|s| s.name).collect()
 }
 
 #[test]
@@ -127,7 +129,7 @@ fn power_cycle_sends_one_stop_and_waits_for_shutoff() {
     assert_eq!(plan.status.phase, Some(RemediationPhase::Fencing));
     let recorded = &plan.status.steps[0].requests;
     assert_eq!(recorded.len(), 1);
-    assert_eq!(recorded[0].action, REQ_STOP);
+    assert_eq!(recorded[0].action, RequestKind::Stop);
     assert_eq!(recorded[0].outcome, None, "recorded before it is sent");
     // Fencing: our NoSchedule taint, never the out-of-service taint.
     let taints = desired_taints(&spec, &plan.status);
@@ -219,7 +221,7 @@ fn a_server_that_never_powers_off_fails_without_releasing_anything() {
     );
     assert_eq!(plan.action, Action::Done);
     assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
-    assert_eq!(step_names(&plan.status), vec![STEP_FENCE]);
+    assert_eq!(step_names(&plan.status), vec![StepName::Fence]);
     let succeeded = find_condition(&plan.status.conditions, SUCCEEDED_CONDITION).unwrap();
     assert_eq!(succeeded.status, "False");
     assert!(
@@ -253,8 +255,8 @@ fn a_request_with_no_answer_is_not_sent_again_while_the_server_may_have_it() {
     );
     assert_eq!(plan.action, Action::Wait(POLL));
     assert_eq!(
-        plan.status.steps[0].requests[0].outcome.as_deref(),
-        Some(OUTCOME_ACCEPTED)
+        plan.status.steps[0].requests[0].outcome,
+        Some(RequestOutcome::Accepted)
     );
     // No sign of it, but within the grace: wait.
     let quiet = observed(Some(false), server("ACTIVE", None));
@@ -277,7 +279,7 @@ fn a_failed_request_is_retried_after_a_backoff() {
         t(0),
     )
     .status;
-    status.steps[0].requests[0].outcome = Some("Failed: ServiceUnavailable".into());
+    status.steps[0].requests[0].outcome = Some(RequestOutcome::Failed("ServiceUnavailable".into()));
     let quiet = observed(Some(false), server("ACTIVE", None));
     assert!(matches!(
         run(&spec, &status, &quiet, t(2)).action,
@@ -352,10 +354,18 @@ fn power_cycle_runs_to_success() {
     assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
     assert_eq!(
         step_names(&plan.status),
-        vec![STEP_FENCE, STEP_RELEASE, STEP_RECOVER, STEP_WAIT_FOR_NODE]
+        vec![
+            StepName::Fence,
+            StepName::ReleaseWorkloads,
+            StepName::Recover,
+            StepName::WaitForNode
+        ]
     );
     assert!(desired_taints(&spec, &plan.status).is_empty());
-    assert_eq!(sent_requests(&plan.status), vec![REQ_STOP, REQ_START]);
+    assert_eq!(
+        sent_requests(&plan.status),
+        vec![RequestKind::Stop, RequestKind::Start]
+    );
 }
 
 #[test]
@@ -449,13 +459,33 @@ fn replace_through_magnum_waits_for_a_busy_cluster_then_removes_the_server() {
     ));
 
     obs.cluster_status = Some("UPDATE_COMPLETE".into());
+    // The fence comes first: os-stop, then SHUTOFF is the evidence.
     let plan = run(&spec, &plan.status, &obs, t(5));
-    assert_eq!(plan.action, Action::Cloud(CloudRequest::MagnumResize));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
     let mut status = plan.status;
     accept_last(&mut status);
-    // Gone: fenced by removal; workloads released; the Node is deleted.
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.cluster_status = Some("UPDATE_COMPLETE".into());
+    off.workloads = Some(Workloads::default());
+    let plan = run(&spec, &status, &off, t(7));
+    assert_eq!(
+        plan.status.fence_evidence,
+        Some(FenceEvidence::ServerShutoff)
+    );
+    // Workloads released (nothing left), then the removal through Magnum.
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::MagnumResize));
+    assert_eq!(
+        step_names(&plan.status),
+        vec![
+            StepName::Fence,
+            StepName::ReleaseWorkloads,
+            StepName::Recover
+        ]
+    );
+    let mut status = plan.status;
+    accept_last(&mut status);
+    // Gone: the Node is deleted, then Magnum finishes.
     let mut gone = observed(Some(false), ServerObservation::Gone);
-    gone.workloads = Some(Workloads::default());
     gone.cluster_status = Some("UPDATE_IN_PROGRESS".into());
     let plan = run(&spec, &status, &gone, t(9));
     assert_eq!(plan.action, Action::DeleteNode);
@@ -465,6 +495,10 @@ fn replace_through_magnum_waits_for_a_busy_cluster_then_removes_the_server() {
     gone.cluster_status = Some("UPDATE_COMPLETE".into());
     let plan = run(&spec, &plan.status, &gone, t(20));
     assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert_eq!(
+        sent_requests(&plan.status),
+        vec![RequestKind::Stop, RequestKind::MagnumResize]
+    );
 }
 
 #[test]
@@ -557,6 +591,7 @@ fn an_unreachable_cloud_blocks_then_fails_without_releasing_anything() {
         Some(t(0)),
         "CloudUnavailable",
         "keystone token: unavailable",
+        true,
         t(30),
         Some(1),
     );
@@ -578,6 +613,7 @@ fn an_unreachable_cloud_blocks_then_fails_without_releasing_anything() {
         Some(t(0)),
         "CloudUnavailable",
         "keystone token: unavailable",
+        true,
         t(61),
         Some(1),
     );
@@ -601,7 +637,7 @@ fn a_blocked_step_is_timed_from_its_own_start() {
     let spec = spec(RemediationAction::PowerCycle);
     let mut status = RemediationStatus::default();
     status.steps.push(StepRecord {
-        name: STEP_FENCE.into(),
+        name: StepName::Fence,
         started: Time(t(100)),
         finished: None,
         requests: vec![],
@@ -615,6 +651,7 @@ fn a_blocked_step_is_timed_from_its_own_start() {
         Some(t(0)),
         "X",
         "nova down",
+        true,
         t(150),
         Some(1),
     );
@@ -625,12 +662,22 @@ fn a_blocked_step_is_timed_from_its_own_start() {
         Some(t(0)),
         "X",
         "nova down",
+        true,
         t(161),
         Some(1),
     );
     assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
     // A final remediation stays as it is.
-    let again = blocked(&spec, &plan.status, Some(t(0)), "X", "y", t(500), Some(1));
+    let again = blocked(
+        &spec,
+        &plan.status,
+        Some(t(0)),
+        "X",
+        "y",
+        true,
+        t(500),
+        Some(1),
+    );
     assert_eq!(again.status, plan.status);
     assert_eq!(again.action, Action::Done);
 }
@@ -675,22 +722,24 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
     // Fence: the os-stop is sent and accepted, Nova reports SHUTOFF.
     let mut status = run(&power_cycle, &RemediationStatus::default(), &obs, t(0)).status;
     accept_last(&mut status);
-    assert!(restore_power_on_delete(
-        &power_cycle,
-        &status,
-        &server("SHUTOFF", None)
-    ));
-    // Not while it is still running, stopping, or after our own os-start.
-    assert!(!restore_power_on_delete(
-        &power_cycle,
-        &status,
-        &server("ACTIVE", None)
-    ));
-    assert!(!restore_power_on_delete(
-        &power_cycle,
-        &status,
-        &server("ACTIVE", Some("powering-off"))
-    ));
+    assert_eq!(
+        PowerRestore::Start,
+        power_restore(&power_cycle, &status, &server("SHUTOFF", None))
+    );
+    // Not while it is running, or after our own os-start.
+    assert_eq!(
+        PowerRestore::Nothing,
+        power_restore(&power_cycle, &status, &server("ACTIVE", None))
+    );
+    // Still powering off (the Remediation was deleted while os-stop ran): wait, then start.
+    assert_eq!(
+        PowerRestore::WaitForStop,
+        power_restore(
+            &power_cycle,
+            &status,
+            &server("ACTIVE", Some("powering-off"))
+        )
+    );
     let mut started = status.clone();
     started
         .steps
@@ -698,16 +747,15 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         .unwrap()
         .requests
         .push(OpenStackRequest {
-            action: REQ_START.into(),
+            action: RequestKind::Start,
             sent_at: Time(t(5)),
             target: None,
-            outcome: Some(OUTCOME_ACCEPTED.into()),
+            outcome: Some(RequestOutcome::Accepted),
         });
-    assert!(!restore_power_on_delete(
-        &power_cycle,
-        &started,
-        &server("SHUTOFF", None)
-    ));
+    assert_eq!(
+        PowerRestore::Nothing,
+        power_restore(&power_cycle, &started, &server("SHUTOFF", None))
+    );
     // A stop that certainly failed did not turn it off: a server off for another reason stays off.
     let mut failed = status.clone();
     failed
@@ -717,24 +765,29 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         .requests
         .last_mut()
         .unwrap()
-        .outcome = Some("Failed: CloudConflict".into());
-    assert!(!restore_power_on_delete(
-        &power_cycle,
-        &failed,
-        &server("SHUTOFF", None)
-    ));
+        .outcome = Some(RequestOutcome::Failed("CloudConflict".into()));
+    assert_eq!(
+        PowerRestore::Nothing,
+        power_restore(&power_cycle, &failed, &server("SHUTOFF", None))
+    );
     // Nothing was sent at all (the server crashed by itself): left as it is.
-    assert!(!restore_power_on_delete(
-        &power_cycle,
-        &RemediationStatus::default(),
-        &server("SHUTOFF", None)
-    ));
+    assert_eq!(
+        PowerRestore::Nothing,
+        power_restore(
+            &power_cycle,
+            &RemediationStatus::default(),
+            &server("SHUTOFF", None)
+        )
+    );
     // Replace removes servers on purpose.
-    assert!(!restore_power_on_delete(
-        &spec(RemediationAction::Replace),
-        &status,
-        &server("SHUTOFF", None)
-    ));
+    assert_eq!(
+        PowerRestore::Nothing,
+        power_restore(
+            &spec(RemediationAction::Replace),
+            &status,
+            &server("SHUTOFF", None)
+        )
+    );
 }
 
 #[test]
@@ -780,11 +833,11 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
     let mut obs = observed(Some(false), server("SHUTOFF", None));
     let mut status = RemediationStatus::default();
     status.steps.push(StepRecord {
-        name: "Recover".into(),
+        name: StepName::Recover,
         started: Time(t(0)),
         finished: None,
         requests: vec![OpenStackRequest {
-            action: "os-start".into(),
+            action: RequestKind::Start,
             sent_at: Time(t(0)),
             target: None,
             outcome: None,
@@ -813,8 +866,8 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
     }
     let plan = run(&spec, &status, &obs, t(5));
     assert_eq!(
-        plan.status.steps[0].requests[0].outcome.as_deref(),
-        Some(OUTCOME_ACCEPTED)
+        plan.status.steps[0].requests[0].outcome,
+        Some(RequestOutcome::Accepted)
     );
 }
 
@@ -852,7 +905,7 @@ fn a_shelved_server_is_fenced_without_a_request_and_unshelved_to_recover() {
             t(5),
         );
         assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
-        assert_eq!(sent_requests(&plan.status), vec![REQ_UNSHELVE]);
+        assert_eq!(sent_requests(&plan.status), vec![RequestKind::Unshelve]);
     }
 }
 
@@ -902,7 +955,10 @@ fn a_shelved_server_is_unshelved_before_it_is_rebuilt() {
         t(8),
     );
     assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
-    assert_eq!(sent_requests(&plan.status), vec![REQ_UNSHELVE, REQ_REBUILD]);
+    assert_eq!(
+        sent_requests(&plan.status),
+        vec![RequestKind::Unshelve, RequestKind::Rebuild]
+    );
 }
 
 #[test]
@@ -915,4 +971,461 @@ fn a_reboot_of_a_shelved_server_fails_at_once_so_the_next_template_runs() {
     assert!(sent_requests(&plan.status).is_empty());
     let error = plan.status.last_error.unwrap_or_default();
     assert!(error.contains("SHELVED_OFFLOADED"), "{error}");
+}
+
+fn gone(deletion: Option<DeletionEvidence>) -> Observed {
+    let mut obs = observed(Some(false), ServerObservation::Gone);
+    obs.deletion = deletion;
+    obs.workloads = Some(Workloads::default());
+    obs
+}
+
+fn releases(spec: &RemediationSpec, plan: &Plan) -> bool {
+    matches!(
+        plan.action,
+        Action::DeleteWorkloads | Action::FinishEvictions | Action::DeleteNode
+    ) || desired_taints(spec, &plan.status)
+        .iter()
+        .any(|(k, _, _)| *k == OUT_OF_SERVICE_TAINT_KEY)
+        || plan.status.fence_evidence.is_some()
+}
+
+#[test]
+fn a_server_missing_when_we_deleted_nothing_is_no_fence() {
+    // A providerID of another region, a Secret of another project: Nova answers 404.
+    for action in [
+        RemediationAction::PowerCycle,
+        RemediationAction::Rebuild,
+        RemediationAction::Replace,
+    ] {
+        let spec = spec(action);
+        for deletion in [
+            None,
+            Some(DeletionEvidence::UnknownServer),
+            Some(DeletionEvidence::NoDelete),
+            Some(DeletionEvidence::NotByCompute),
+        ] {
+            let plan = run(&spec, &RemediationStatus::default(), &gone(deletion), t(0));
+            assert!(
+                !releases(&spec, &plan),
+                "{action:?} {deletion:?}: {plan:#?}"
+            );
+            assert_eq!(plan.status.phase, Some(RemediationPhase::Fencing));
+            let error = plan.status.last_error.clone().unwrap_or_default();
+            assert!(
+                error.contains("404") && error.contains("nothing is released"),
+                "{error}"
+            );
+            assert!(
+                plan.notice
+                    .as_ref()
+                    .is_some_and(|n| n.warning && n.reason == "FenceNotProven")
+            );
+            assert!(sent_requests(&plan.status).is_empty(), "nothing was sent");
+            // Until the fence times out; then Failed, so the NodeHealthCheck escalates.
+            let plan = run(&spec, &plan.status, &gone(deletion), t(61));
+            assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+            assert!(!releases(&spec, &plan));
+        }
+    }
+}
+
+#[test]
+fn a_server_the_compute_host_deleted_is_fenced() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let plan = run(
+        &spec,
+        &RemediationStatus::default(),
+        &gone(Some(DeletionEvidence::ComputeTerminated)),
+        t(0),
+    );
+    assert_eq!(
+        plan.status.fence_evidence,
+        Some(FenceEvidence::DeletedByComputeHost)
+    );
+    // Still being terminated: wait, release nothing yet.
+    let plan = run(
+        &spec,
+        &RemediationStatus::default(),
+        &gone(Some(DeletionEvidence::Terminating)),
+        t(0),
+    );
+    assert!(!releases(&spec, &plan));
+    assert_eq!(plan.action, Action::Wait(POLL));
+}
+
+#[test]
+fn replace_powers_off_first_and_removes_the_server_after_its_workloads_are_released() {
+    let spec = spec(RemediationAction::Replace);
+    let plan = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    );
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.workloads = Some(Workloads {
+        pods: 1,
+        volume_attachments: 0,
+        evicted_pods: 1,
+    });
+    let plan = run(&spec, &status, &off, t(3));
+    assert_eq!(
+        plan.status.fence_evidence,
+        Some(FenceEvidence::ServerShutoff)
+    );
+    assert_eq!(plan.action, Action::FinishEvictions);
+    assert!(
+        !sent_requests(&plan.status).contains(&RequestKind::Delete),
+        "nothing is deleted before the workloads are released"
+    );
+    off.workloads = Some(Workloads::default());
+    let plan = run(&spec, &plan.status, &off, t(5));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Delete));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let plan = run(&spec, &status, &gone(None), t(7));
+    assert_eq!(plan.action, Action::DeleteNode);
+    let mut no_node = gone(None);
+    no_node.node = None;
+    let plan = run(&spec, &plan.status, &no_node, t(8));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert_eq!(
+        sent_requests(&plan.status),
+        vec![RequestKind::Stop, RequestKind::Delete]
+    );
+}
+
+#[test]
+fn replace_on_a_lost_host_replaces_the_capacity_but_keeps_the_workloads_until_a_person_confirms() {
+    let spec = spec(RemediationAction::Replace);
+    let stuck = observed(Some(false), server("ACTIVE", Some("powering-off")));
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    // The compute host is down: os-stop never completes.
+    let plan = run(&spec, &status, &stuck, t(20));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    // Half the fence timeout: the removal goes anyway, so the capacity comes back.
+    let plan = run(&spec, &plan.status, &stuck, t(31));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Delete));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    // Nova deleted it locally: 404, and no compute_terminate_instance.
+    for deletion in [DeletionEvidence::NoDelete, DeletionEvidence::NotByCompute] {
+        let plan = run(&spec, &status, &gone(Some(deletion)), t(33));
+        assert_eq!(plan.status.phase, Some(RemediationPhase::FenceUnproven));
+        assert!(!releases(&spec, &plan), "{plan:#?}");
+        let notice = plan.notice.clone().expect("a Warning event");
+        assert!(notice.warning && notice.reason == "FenceUnproven");
+        assert!(notice.message.contains(FENCE_CONFIRMED_ANNOTATION));
+        // Long after the fence timeout: still waiting for a person, still nothing released.
+        let later = run(&spec, &plan.status, &gone(Some(deletion)), t(600));
+        assert_eq!(later.status.phase, Some(RemediationPhase::FenceUnproven));
+        assert!(!releases(&spec, &later));
+        assert!(later.notice.is_none(), "the event is written once");
+        // A person confirms: the workloads are released, the Node deleted.
+        let mut confirmed = gone(Some(deletion));
+        confirmed.fence_confirmed_by = Some("alice: the hypervisor is powered off".into());
+        let plan = run(&spec, &later.status, &confirmed, t(601));
+        assert_eq!(
+            plan.status.fence_evidence,
+            Some(FenceEvidence::ConfirmedByPerson)
+        );
+        assert_eq!(plan.action, Action::DeleteNode);
+    }
+}
+
+#[test]
+fn every_recorded_request_is_resent_as_itself() {
+    // A request that certainly failed is sent again after the backoff: the same request,
+    // whatever the pool (an unshelve on a Magnum pool once came back as a resize).
+    let cases = [
+        (
+            RemediationAction::PowerCycle,
+            StepName::Fence,
+            RequestKind::Stop,
+            "ACTIVE",
+        ),
+        (
+            RemediationAction::PowerCycle,
+            StepName::Recover,
+            RequestKind::Start,
+            "SHUTOFF",
+        ),
+        (
+            RemediationAction::PowerCycle,
+            StepName::Recover,
+            RequestKind::Unshelve,
+            "SHELVED_OFFLOADED",
+        ),
+        (
+            RemediationAction::Rebuild,
+            StepName::Recover,
+            RequestKind::Rebuild,
+            "SHUTOFF",
+        ),
+        (
+            RemediationAction::Reboot,
+            StepName::Reboot,
+            RequestKind::RebootSoft,
+            "ACTIVE",
+        ),
+        (
+            RemediationAction::Replace,
+            StepName::Recover,
+            RequestKind::Delete,
+            "SHUTOFF",
+        ),
+    ];
+    for magnum in [false, true] {
+        for (action, step, kind, server_status) in cases {
+            let mut spec = spec(action);
+            let mut kind = kind;
+            if magnum {
+                spec.openstack.magnum = Some(MagnumSpec {
+                    cluster: "k8s".into(),
+                    report_health_status: false,
+                });
+                if kind == RequestKind::Delete {
+                    kind = RequestKind::MagnumResize;
+                }
+            }
+            let status = RemediationStatus {
+                phase: Some(RemediationPhase::Recovering),
+                server_id: Some("srv".into()),
+                fence_evidence: Some(FenceEvidence::ServerShutoff),
+                steps: vec![StepRecord {
+                    name: step,
+                    started: Time(t(0)),
+                    finished: None,
+                    requests: vec![OpenStackRequest {
+                        action: kind,
+                        sent_at: Time(t(0)),
+                        target: Some("srv".into()),
+                        outcome: Some(RequestOutcome::Failed("CloudConflict".into())),
+                    }],
+                    message: None,
+                }],
+                ..Default::default()
+            };
+            let mut obs = observed(Some(false), server(server_status, None));
+            obs.cluster_status = Some("UPDATE_COMPLETE".into());
+            obs.cluster_auto_healing = Some(true);
+            let plan = run(&spec, &status, &obs, t(10));
+            let Action::Cloud(request) = &plan.action else {
+                panic!(
+                    "{action:?}/{step}/{kind} (magnum {magnum}): {:?}",
+                    plan.action
+                )
+            };
+            assert_eq!(request.kind(), kind, "{action:?}/{step} (magnum {magnum})");
+        }
+    }
+}
+
+#[test]
+fn a_request_outside_the_actions_plan_fails_the_remediation_and_is_not_sent() {
+    // A status written by hand (or by a bug) with a request the step does not allow.
+    let spec = spec(RemediationAction::PowerCycle);
+    for (action, step) in [
+        (RemediationAction::PowerCycle, StepName::Fence),
+        (RemediationAction::PowerCycle, StepName::Recover),
+    ] {
+        assert!(!allowed_requests(action, true, step).contains(&RequestKind::MagnumResize));
+        assert!(!allowed_requests(action, false, step).contains(&RequestKind::Delete));
+    }
+    assert!(allowed_requests(RemediationAction::Reboot, false, StepName::Fence).is_empty());
+    let status = RemediationStatus {
+        phase: Some(RemediationPhase::Fencing),
+        steps: vec![StepRecord {
+            name: StepName::Fence,
+            started: Time(t(0)),
+            finished: None,
+            requests: vec![OpenStackRequest {
+                action: RequestKind::Delete,
+                sent_at: Time(t(0)),
+                target: None,
+                outcome: None,
+            }],
+            message: None,
+        }],
+        ..Default::default()
+    };
+    let mut m = Machine {
+        spec: &spec,
+        status,
+        observed: &observed(Some(false), server("ACTIVE", None)),
+        now: t(100),
+        generation: None,
+        notice: None,
+    };
+    assert_eq!(m.send(CloudRequest::Delete), Action::Done);
+    assert_eq!(m.status.phase, Some(RemediationPhase::Failed));
+    assert!(
+        m.status
+            .last_error
+            .unwrap()
+            .contains("not part of a PowerCycle")
+    );
+}
+
+#[test]
+fn a_timed_out_remediation_stops_acting_and_wants_no_taint() {
+    let spec = spec(RemediationAction::Reboot);
+    let status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    let plan = stop_timed_out(&spec, &status, t(5), Some(1));
+    assert_eq!(plan.action, Action::Done);
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    assert!(desired_taints(&spec, &plan.status).is_empty());
+    // And from then on the machine sends nothing, whatever it sees (no hard reboot at recover/2).
+    let later = next(
+        &spec,
+        &plan.status,
+        &observed(Some(false), server("ACTIVE", None)),
+        t(40),
+        Some(1),
+    );
+    assert_eq!(later.action, Action::Done);
+}
+
+#[test]
+fn only_the_out_of_service_taint_we_added_is_removed() {
+    let oos = (
+        OUT_OF_SERVICE_TAINT_KEY,
+        OUT_OF_SERVICE_TAINT_VALUE,
+        "NoExecute",
+    );
+    let rem = (REMEDIATING_TAINT_KEY, "", "NoSchedule");
+    // Wanted and missing: added and marked ours.
+    let change = taint_change(&[], false, &[rem, oos]);
+    assert_eq!(change.add, vec![rem, oos]);
+    assert_eq!(change.own_out_of_service, Some(true));
+    // Another remediator's taint (not marked ours): never removed.
+    let theirs = [(OUT_OF_SERVICE_TAINT_KEY, "NoExecute")];
+    assert!(taint_change(&theirs, false, &[]).is_none());
+    // Ours, no longer wanted: removed, mark cleared.
+    let change = taint_change(&theirs, true, &[]);
+    assert_eq!(change.remove, vec![(OUT_OF_SERVICE_TAINT_KEY, "NoExecute")]);
+    assert_eq!(change.own_out_of_service, Some(false));
+    // Wanted (by another live remediation of the node) and present: left as it is.
+    assert!(taint_change(&theirs, true, &[oos]).is_none());
+    // Our remediating taint comes and goes with what is wanted.
+    let change = taint_change(&[(REMEDIATING_TAINT_KEY, "NoSchedule")], false, &[]);
+    assert_eq!(change.remove, vec![(REMEDIATING_TAINT_KEY, "NoSchedule")]);
+}
+
+#[test]
+fn the_out_of_service_taint_needs_a_recorded_evidence() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = RemediationStatus {
+        phase: Some(RemediationPhase::ReleasingWorkloads),
+        steps: vec![StepRecord {
+            name: StepName::ReleaseWorkloads,
+            started: Time(t(0)),
+            finished: None,
+            requests: vec![],
+            message: None,
+        }],
+        ..Default::default()
+    };
+    assert!(
+        !desired_taints(&spec, &status)
+            .iter()
+            .any(|(k, _, _)| *k == OUT_OF_SERVICE_TAINT_KEY),
+        "a ReleaseWorkloads step without evidence (a status written by hand) taints nothing"
+    );
+    status.fence_evidence = Some(FenceEvidence::ServerShutoff);
+    assert!(
+        desired_taints(&spec, &status)
+            .iter()
+            .any(|(k, _, _)| *k == OUT_OF_SERVICE_TAINT_KEY)
+    );
+}
+
+#[test]
+fn a_rebuilt_server_nova_stops_again_is_powered_on() {
+    // Real Nova keeps a stopped server stopped: REBUILD, a moment of ACTIVE with no task, then
+    // powering-off and SHUTOFF. The moment of ACTIVE is not the end.
+    let spec = spec(RemediationAction::Rebuild);
+    let mut status = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", None)),
+        t(0),
+    )
+    .status;
+    accept_last(&mut status);
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.workloads = Some(Workloads::default());
+    let plan = run(&spec, &status, &off, t(2));
+    assert!(matches!(
+        plan.action,
+        Action::Cloud(CloudRequest::Rebuild { .. })
+    ));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let brief_active = |at: i64| {
+        observed(
+            Some(false),
+            ServerObservation::Present(ServerState {
+                status: "ACTIVE".into(),
+                task_state: None,
+                image_id: "img-1".into(),
+                updated: Some(t(at)),
+            }),
+        )
+    };
+    let plan = run(&spec, &status, &brief_active(4), t(4));
+    assert_eq!(plan.action, Action::Wait(POLL), "not taken for running yet");
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+    let plan = run(&spec, &plan.status, &off, t(5));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Start));
+    // A Nova that does leave it running: ACTIVE, unchanged for the settle time, is done.
+    let plan = run(&spec, &status, &brief_active(4), t(10));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::WaitingForNode));
+}
+
+#[test]
+fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_out() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let plan = blocked(
+        &spec,
+        &RemediationStatus::default(),
+        Some(t(0)),
+        "CloudAuthFailed",
+        "keystone: 401",
+        false,
+        t(10),
+        Some(1),
+    );
+    // The fence timeout is 60s: look again just after it ran out, not 300s later.
+    assert_eq!(plan.action, Action::Wait(StdDuration::from_secs(51)));
+    let plan = blocked(
+        &spec,
+        &plan.status,
+        Some(t(0)),
+        "CloudAuthFailed",
+        "keystone: 401",
+        false,
+        t(61),
+        Some(1),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    let error = plan.status.last_error.unwrap();
+    assert!(error.contains("timeout of 60s ran out"), "{error}");
 }
