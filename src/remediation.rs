@@ -908,7 +908,7 @@ impl Machine<'_> {
     fn no_evidence(&mut self, step: &StepRecord, message: String) -> Action {
         if self.elapsed(step) > self.spec.timeouts.fence.get() {
             return self.fail(format!(
-                "fencing not confirmed within {}: {message}",
+                "fencing not confirmed within {}: {message}; no workload was released",
                 self.spec.timeouts.fence
             ));
         }

@@ -322,6 +322,11 @@ impl Sim {
         self.with_quiet(|st| st.faults.clear());
     }
 
+    /// Removes one fault (the others, of tests running alongside, stay).
+    pub fn remove_fault(&self, id: u64) {
+        self.with_quiet(|st| st.faults.retain(|(f, _)| *f != id));
+    }
+
     /// Every API request so far, oldest first (control requests included; the newest
     /// [`LOG_LIMIT`] at most).
     pub fn request_log(&self) -> Vec<LoggedRequest> {
