@@ -934,7 +934,16 @@ async fn remediation_kinds_in_use(
             kinds.insert((api_version.to_owned(), kind.to_owned()));
         }
     };
-    for nhc in ctx.nhcs.get().map(Store::state).unwrap_or_default() {
+    // A reconcile may run before the cache holds every NodeHealthCheck (just after a start):
+    // the kinds of one not seen yet would be missed.
+    let nhcs = match ctx.nhcs.get() {
+        Some(nhcs) if wait_a_while(super::wait_synced(nhcs)).await => nhcs.state(),
+        _ => {
+            unseen.push("the NodeHealthChecks are not all loaded yet".to_owned());
+            vec![]
+        }
+    };
+    for nhc in nhcs {
         for step in nhc.spec.template_steps() {
             add(&step.template.api_version, &step.template.kind);
         }
@@ -971,6 +980,13 @@ async fn remediation_kinds_in_use(
         Err(KindError::Discovery(why)) => unseen.push(why),
     }
     kinds
+}
+
+/// Whether `ready` finished within a few seconds.
+async fn wait_a_while(ready: impl Future<Output = ()>) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), ready)
+        .await
+        .is_ok()
 }
 
 /// Every remediation object of a control-plane node in the caches, whoever made it: those
