@@ -105,8 +105,12 @@ impl Pool {
     }
 
     async fn status(&self) -> Result<NodeHealthCheckStatus> {
+        self.status_of(&self.nhc).await
+    }
+
+    async fn status_of(&self, nhc: &str) -> Result<NodeHealthCheckStatus> {
         let api: Api<NodeHealthCheck> = Api::all(self.client.clone());
-        Ok(api.get(&self.nhc).await?.status.unwrap_or_default())
+        Ok(api.get(nhc).await?.status.unwrap_or_default())
     }
 
     async fn patch_spec(&self, patch: Value) -> Result<()> {
@@ -212,6 +216,36 @@ fn fill_namespaces(spec: &mut Value, ns: &str) {
             e["remediationTemplate"]["namespace"] = json!(ns);
         }
     }
+}
+
+/// Answers 200 to every HTTP request on the node's InternalIP and `port` (a passing endpoint
+/// check), for as long as the test runs.
+async fn serve_ok(client: &kube::Client, node: &str, port: u16) -> Result<()> {
+    let node = Api::<Node>::all(client.clone()).get(node).await?;
+    let ip = node
+        .status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a.type_ == "InternalIP")
+        .context("InternalIP")?
+        .address;
+    let listener = tokio::net::TcpListener::bind((ip.as_str(), port)).await?;
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    Ok(())
 }
 
 fn annotations(o: &DynamicObject) -> BTreeMap<String, String> {
@@ -633,6 +667,155 @@ async fn control_plane_nodes_are_remediated_one_at_a_time() -> Result<()> {
     Ok(())
 }
 
+/// Control plane, two NodeHealthChecks over the same five members (one on Ready, one on an
+/// endpoint check): each sees a different node fail, yet only one is remediated at a time; when
+/// the first recovers, the other NodeHealthCheck takes its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodehealthchecks_over_the_control_plane_remediate_one_node_at_a_time() -> Result<()> {
+    let p = Pool::new("cp2nhc", 5, 0, "master", json!({"maxUnhealthy": "60%"})).await?;
+    let rem = remediation_resource();
+    let m = p.nodes("master");
+    p.tb.kubelet_hang(&m[0]).await?;
+    let objects = p
+        .wait_remediations(&rem, 1, Duration::from_secs(30))
+        .await?;
+    assert_eq!(objects[0].metadata.name.as_deref(), Some(m[0].as_str()));
+
+    // The second NodeHealthCheck probes an endpoint that every member but m[1] serves.
+    let port = nodehealer_testbed::procs::free_port()?;
+    for name in m.iter().filter(|n| **n != m[1]) {
+        serve_ok(&p.client, name, port).await?;
+    }
+    let endpoints = format!("{}-endpoints", p.nhc);
+    let mut spec = json!({
+        "selector": {"matchLabels": {
+            nodehealer_testbed::CLUSTER_LABEL: p.cluster.name,
+            nodehealer_testbed::MAGNUM_ROLE_LABEL: "master"}},
+        "endpointChecks": [{"name": "api", "scheme": "HTTP", "port": port, "path": "/healthz",
+            "duration": "3s", "interval": "1s", "timeout": "500ms"}],
+        "maxUnhealthy": "60%",
+        "remediationTemplate": template_ref("reboot")});
+    fill_namespaces(&mut spec, &p.ns);
+    create(
+        &p.client,
+        &json!({"apiVersion": "nodehealer.io/v1alpha1", "kind": "NodeHealthCheck",
+            "metadata": {"name": endpoints, "labels": {SCOPE_LABEL: p.ns}}, "spec": spec}),
+    )
+    .await?;
+    let waited = wait_for(
+        Duration::from_secs(30),
+        "m[1] blocked by the other NodeHealthCheck's remediation",
+        || async { Ok(blocked(&p.status_of(&endpoints).await?, &m[1]).is_some()) },
+    )
+    .await;
+    if let Err(e) = waited {
+        bail!(
+            "{e:#}
+remediations: {:?}
+status: {:?}
+operator log:
+{}",
+            p.list(&rem)
+                .await?
+                .iter()
+                .map(|o| o.metadata.name.clone())
+                .collect::<Vec<_>>(),
+            p.status_of(&endpoints).await?,
+            p.op.log_tail()
+        );
+    }
+    let why = blocked(&p.status_of(&endpoints).await?, &m[1]).unwrap();
+    assert!(
+        why.contains(&format!("control-plane node {} is being remediated", m[0])),
+        "{why}"
+    );
+    p.stays(Duration::from_secs(3), async || {
+        Ok(p.list(&rem).await?.len() == 1)
+    })
+    .await?;
+
+    // m[0] recovers: its Remediation goes, and the endpoint NodeHealthCheck takes the slot.
+    p.tb.recover_node(&m[0]).await?;
+    wait_for(
+        Duration::from_secs(30),
+        "only m[1]'s Remediation",
+        || async {
+            let names: Vec<Option<String>> = p
+                .list(&rem)
+                .await?
+                .into_iter()
+                .map(|o| o.metadata.name)
+                .collect();
+            Ok(names == [Some(m[1].clone())])
+        },
+    )
+    .await
+    .with_context(|| p.op.log_tail())?;
+    Ok(())
+}
+
+/// Control plane: a Replace deleted its Node but has not succeeded yet; its Remediation, known
+/// as a control-plane one by its label alone, still holds the slot until it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_plane_remediation_whose_node_was_deleted_holds_the_slot() -> Result<()> {
+    let p = Pool::new("cpgone", 5, 0, "master", json!({"maxUnhealthy": "60%"})).await?;
+    let rem = remediation_resource();
+    let m = p.nodes("master");
+    p.tb.kubelet_hang(&m[0]).await?;
+    p.wait_remediations(&rem, 1, Duration::from_secs(30))
+        .await?;
+    // Play a Replace: the node will be deleted for good, then it is.
+    p.set_condition(&rem, &m[0], "PermanentNodeDeletionExpected", "True")
+        .await?;
+    // The operator must see the condition before the Node goes (else it removes the
+    // Remediation of a deleted node at once, as it should); nothing shows when its cache has
+    // it, so give the watch a moment.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Api::<Node>::all(p.client.clone())
+        .delete(&m[0], &Default::default())
+        .await?;
+    p.tb.kubelet_hang(&m[1]).await?;
+    let status = p
+        .wait_status("m[1] blocked", Duration::from_secs(30), |s| {
+            blocked(s, &m[1]).is_some()
+        })
+        .await?;
+    let why = blocked(&status, &m[1]).unwrap();
+    assert!(
+        why.contains(&format!("control-plane node {} is being remediated", m[0])),
+        "{why}"
+    );
+    p.stays(Duration::from_secs(3), async || {
+        let names: Vec<Option<String>> = p
+            .list(&rem)
+            .await?
+            .into_iter()
+            .map(|o| o.metadata.name)
+            .collect();
+        Ok(names == [Some(m[0].clone())])
+    })
+    .await?;
+
+    // The Replace succeeds: its Remediation is removed and m[1] gets the slot.
+    p.set_condition(&rem, &m[0], "Succeeded", "True").await?;
+    wait_for(
+        Duration::from_secs(30),
+        "only m[1]'s Remediation",
+        || async {
+            let names: Vec<Option<String>> = p
+                .list(&rem)
+                .await?
+                .into_iter()
+                .map(|o| o.metadata.name)
+                .collect();
+            Ok(names == [Some(m[1].clone())])
+        },
+    )
+    .await
+    .with_context(|| p.op.log_tail())?;
+    Ok(())
+}
+
 /// Control plane: with 3 members, two failing nodes would leave etcd without a quorum of
 /// healthy members: neither is fenced, and the status says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -800,30 +983,7 @@ async fn a_failing_endpoint_check_makes_a_node_unhealthy() -> Result<()> {
     let w = p.nodes("worker");
     // Every node but the first answers 200 on its InternalIP.
     for name in &w[1..] {
-        let node = nodes.get(name).await?;
-        let ip = node
-            .status
-            .and_then(|s| s.addresses)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|a| a.type_ == "InternalIP")
-            .context("InternalIP")?
-            .address;
-        let listener = tokio::net::TcpListener::bind((ip.as_str(), port)).await?;
-        tokio::spawn(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            while let Ok((mut conn, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    let _ = conn.read(&mut buf).await;
-                    let _ = conn
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                });
-            }
-        });
+        serve_ok(&p.client, name, port).await?;
     }
     let rems = p
         .wait_remediations(&remediation_resource(), 1, Duration::from_secs(30))

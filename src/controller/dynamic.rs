@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
@@ -48,8 +49,14 @@ pub struct DynamicStores {
     /// Only objects of this namespace (the operator's `--watch-namespace`).
     namespace: Option<String>,
     kinds: Mutex<HashMap<GroupVersionKind, Watched>>,
+    /// Kinds found not served, and when: asked again only after [`NOT_SERVED_RECHECK`], since
+    /// every reconcile over the control plane looks for medik8s' kinds, installed or not.
+    not_served: Mutex<HashMap<GroupVersionKind, (Instant, String)>>,
     wake: mpsc::UnboundedSender<Wake>,
 }
+
+/// How long a kind found not served is taken as not served without asking again.
+const NOT_SERVED_RECHECK: Duration = Duration::from_secs(10);
 
 impl DynamicStores {
     pub fn new(
@@ -61,6 +68,7 @@ impl DynamicStores {
             client,
             namespace,
             kinds: Mutex::new(HashMap::new()),
+            not_served: Mutex::new(HashMap::new()),
             wake,
         }
     }
@@ -79,7 +87,25 @@ impl DynamicStores {
         if let Some(w) = known {
             return synced(w, &gvk).await;
         }
-        let (resource, caps) = discover(&self.client, &gvk).await?;
+        if let Some((_, why)) = self
+            .not_served
+            .lock()
+            .expect("not_served lock")
+            .get(&gvk)
+            .filter(|(at, _)| at.elapsed() < NOT_SERVED_RECHECK)
+        {
+            return Err(KindError::NotServed(why.clone()));
+        }
+        let (resource, caps) = match discover(&self.client, &gvk).await {
+            Err(KindError::NotServed(why)) => {
+                self.not_served
+                    .lock()
+                    .expect("not_served lock")
+                    .insert(gvk, (Instant::now(), why.clone()));
+                return Err(KindError::NotServed(why));
+            }
+            found => found?,
+        };
         let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
         let api: Api<DynamicObject> = match (&self.namespace, namespaced) {
             (Some(ns), true) => Api::namespaced_with(self.client.clone(), ns, &resource),

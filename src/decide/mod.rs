@@ -12,6 +12,10 @@
 //!   one found is reported): `pauseRequests` set; the pool below minHealthy/above maxUnhealthy;
 //!   a storm cooldown running; the node excluded by label; its medik8s lease held by someone else;
 //!   another control-plane node in remediation; etcd quorum at risk; maxInFlight reached.
+//! - **Control-plane one at a time** counts every control-plane node with a remediation object
+//!   anywhere the operator looks ([`Pool::control_plane_remediations`]: any NodeHealthCheck's,
+//!   ours or medik8s', any kind, the Node deleted or not), plus the pool's control-plane nodes
+//!   with remediations of this NodeHealthCheck.
 //! - **Escalation** (the next template after a timeout or `Succeeded=False`) is also a new action
 //!   on the node: the same checks apply, except maxInFlight and control-plane one-at-a-time,
 //!   which the node already passed. Marking the last template as timed out, which starts nothing,
@@ -28,7 +32,7 @@ pub mod placement;
 pub mod recovery;
 pub mod storm;
 
-use std::{fmt, time::Duration as StdDuration};
+use std::{collections::BTreeSet, fmt, time::Duration as StdDuration};
 
 use jiff::Timestamp;
 
@@ -165,6 +169,13 @@ pub struct Pool {
     pub storm: StormState,
     /// Pods the scheduler could not place (read only for `AutoPriority`).
     pub pending_pods: Vec<PendingPod>,
+    /// Every remediation object of a control-plane node the operator sees, whoever made it
+    /// (this or another NodeHealthCheck, medik8s' own) and of any kind, its Node deleted or not:
+    /// while one exists, no other control-plane node is remediated.
+    pub control_plane_remediations: Vec<ObservedRemediation>,
+    /// Why some remediation kind in use could not be read: the list above may be missing
+    /// objects, so no new control-plane remediation starts.
+    pub control_plane_unseen: Vec<String>,
 }
 
 /// Identifies a remediation object.
@@ -403,6 +414,12 @@ pub enum BlockReason {
         /// That node.
         other: String,
     },
+    /// Some remediation kind in use could not be read, so another control-plane node may be
+    /// in remediation unseen.
+    ControlPlaneUnseen {
+        /// Why.
+        why: String,
+    },
     /// Fencing this control-plane node could break etcd quorum.
     EtcdQuorum {
         /// Healthy control-plane nodes.
@@ -434,6 +451,7 @@ impl BlockReason {
             Self::MagnumUnreachable { .. } => "MagnumUnreachable",
             Self::LeaseHeldBy { .. } => "LeaseHeld",
             Self::ControlPlaneOneAtATime { .. } => "ControlPlaneOneAtATime",
+            Self::ControlPlaneUnseen { .. } => "ControlPlaneUnseen",
             Self::EtcdQuorum { .. } => "EtcdQuorum",
             Self::DryRun { .. } => "DryRun",
         }
@@ -488,6 +506,10 @@ impl fmt::Display for BlockReason {
                     "control-plane node {other} is being remediated; one control-plane node at a time"
                 )
             }
+            Self::ControlPlaneUnseen { why } => write!(
+                f,
+                "cannot see every remediation of control-plane nodes ({why}): one control-plane node at a time cannot be checked"
+            ),
             Self::EtcdQuorum {
                 healthy_cp,
                 total_cp,
@@ -637,12 +659,17 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
         .iter()
         .filter(|n| n.control_plane && n.health.is_healthy())
         .count();
-    let mut cp_in_flight: Option<String> = pool
+    let mut cp_in_flight: BTreeSet<String> = pool
         .nodes
         .iter()
         .filter(|n| n.control_plane && !n.remediations.is_empty())
         .map(|n| n.name.clone())
-        .min();
+        .chain(
+            pool.control_plane_remediations
+                .iter()
+                .map(|r| r.node_name.clone()),
+        )
+        .collect();
 
     // Longest unhealthy first, so the limits favour the node that has waited longest.
     let mut order: Vec<&PoolNode> = pool.nodes.iter().collect();
@@ -707,7 +734,8 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
                             is_new,
                             max_in_flight,
                             in_flight,
-                            cp_in_flight.as_deref(),
+                            &cp_in_flight,
+                            &pool.control_plane_unseen,
                             healthy_cp,
                             total_cp,
                         );
@@ -718,7 +746,7 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
                                 if is_new {
                                     in_flight += 1;
                                     if node.control_plane {
-                                        cp_in_flight.get_or_insert_with(|| node.name.clone());
+                                        cp_in_flight.insert(node.name.clone());
                                     }
                                 }
                                 match previous_timed_out(policy, &live, &template) {
@@ -742,7 +770,8 @@ pub fn decide(policy: &Policy, pool: &Pool, now: Timestamp) -> Decision {
                                     false,
                                     max_in_flight,
                                     in_flight,
-                                    cp_in_flight.as_deref(),
+                                    &cp_in_flight,
+                                    &pool.control_plane_unseen,
                                     healthy_cp,
                                     total_cp,
                                 )
@@ -848,7 +877,8 @@ fn guard_new_action(
     is_new: bool,
     max_in_flight: Option<usize>,
     in_flight: usize,
-    cp_in_flight: Option<&str>,
+    cp_in_flight: &BTreeSet<String>,
+    unseen: &[String],
     healthy_cp: usize,
     total_cp: usize,
 ) -> Option<BlockReason> {
@@ -867,9 +897,18 @@ fn guard_new_action(
         });
     }
     if node.control_plane {
-        if let Some(other) = cp_in_flight.filter(|other| *other != node.name && is_new) {
+        if let Some(other) = cp_in_flight
+            .iter()
+            .find(|other| **other != node.name)
+            .filter(|_| is_new)
+        {
             return Some(BlockReason::ControlPlaneOneAtATime {
                 other: other.to_owned(),
+            });
+        }
+        if is_new && !unseen.is_empty() {
+            return Some(BlockReason::ControlPlaneUnseen {
+                why: unseen.join("; "),
             });
         }
         let healthy_others = healthy_cp - usize::from(node.health.is_healthy());

@@ -611,7 +611,7 @@ fn control_plane_one_at_a_time_and_etcd_quorum() {
         }
     }
 
-    // A remediation of a deleted control-plane node blocks nothing.
+    // A remediation of a deleted node not known as a control-plane node blocks nothing.
     let mut p = pool(vec![
         cp(healthy("cp-0")),
         cp(healthy("cp-1")),
@@ -621,6 +621,153 @@ fn control_plane_one_at_a_time_and_etcd_quorum() {
     assert_eq!(
         outcome_of(&decide(&single_template_policy(), &p, t(0)), "cp-2"),
         create("power-cycle")
+    );
+}
+
+/// A remediation object made elsewhere: another NodeHealthCheck's (ours or medik8s'), of a
+/// third-party kind, in another namespace.
+fn foreign(node: &str) -> ObservedRemediation {
+    ObservedRemediation {
+        api_version: "self-node-remediation.medik8s.io/v1alpha1".into(),
+        kind: "SelfNodeRemediation".into(),
+        namespace: "workload-availability".into(),
+        name: node.into(),
+        template_name: None,
+        owned: false,
+        ..rem(node, "snr", -100)
+    }
+}
+
+/// (name, control-plane remediations seen cluster-wide, orphans of this NodeHealthCheck, the
+/// outcome for cp-4)
+type SeenCase = (
+    &'static str,
+    Vec<ObservedRemediation>,
+    Vec<ObservedRemediation>,
+    Outcome,
+);
+
+#[test]
+fn control_plane_remediations_anywhere_in_the_cluster_hold_the_slot() {
+    let replace_of_deleted_node = {
+        let mut r = rem("cp-old", "replace", -100);
+        r.permanent_node_deletion_expected = true;
+        r
+    };
+    let deleting = {
+        let mut r = foreign("cp-1");
+        r.deleting = true;
+        r
+    };
+    let timed_out = {
+        let mut r = foreign("cp-1");
+        r.timed_out = Some(Some(t(-10)));
+        r
+    };
+    let one_at_a_time = |other: &str| {
+        blocked(BlockReason::ControlPlaneOneAtATime {
+            other: other.into(),
+        })
+    };
+    let cases: Vec<SeenCase> = vec![
+        ("none anywhere", vec![], vec![], create("power-cycle")),
+        (
+            "another NodeHealthCheck remediates cp-0 (third-party kind, other namespace)",
+            vec![foreign("cp-0")],
+            vec![],
+            one_at_a_time("cp-0"),
+        ),
+        (
+            "our Replace of cp-old, whose Node is already deleted",
+            vec![replace_of_deleted_node.clone()],
+            vec![replace_of_deleted_node],
+            one_at_a_time("cp-old"),
+        ),
+        (
+            "a remediation being deleted still runs its finalizer",
+            vec![deleting],
+            vec![],
+            one_at_a_time("cp-1"),
+        ),
+        (
+            "a timed-out remediation whose node has not recovered",
+            vec![timed_out],
+            vec![],
+            one_at_a_time("cp-1"),
+        ),
+        (
+            "one for cp-4 itself is not another node",
+            vec![foreign("cp-4")],
+            vec![],
+            create("power-cycle"),
+        ),
+        (
+            "one for cp-4 itself does not hide one for cp-0",
+            vec![foreign("cp-4"), foreign("cp-0")],
+            vec![],
+            one_at_a_time("cp-0"),
+        ),
+    ];
+    let policy = Policy {
+        min_healthy: Some(IntOrPercent::Int(0)),
+        ..single_template_policy()
+    };
+    for (name, control_plane_remediations, orphans, want) in cases {
+        let p = Pool {
+            orphans,
+            control_plane_remediations,
+            ..pool(vec![
+                cp(healthy("cp-0")),
+                cp(healthy("cp-1")),
+                cp(healthy("cp-2")),
+                cp(healthy("cp-3")),
+                cp(sick("cp-4")),
+                sick("w-0"),
+            ])
+        };
+        let decision = decide(&policy, &p, t(0));
+        assert_eq!(outcome_of(&decision, "cp-4"), want, "{name}");
+        assert_eq!(
+            outcome_of(&decision, "w-0"),
+            create("power-cycle"),
+            "{name}: workers are not limited"
+        );
+    }
+
+    // A kind that cannot be read may hide one: no new control-plane remediation, but the
+    // escalation of one already running goes on.
+    let p = Pool {
+        control_plane_unseen: vec!["SelfNodeRemediation: forbidden".into()],
+        ..pool(vec![
+            cp(healthy("cp-0")),
+            cp(healthy("cp-1")),
+            cp(healthy("cp-2")),
+            cp(sick("cp-3")),
+            cp(sick("cp-4")),
+            sick("w-0"),
+        ])
+    };
+    let policy = Policy {
+        min_healthy: Some(IntOrPercent::Int(0)),
+        ..escalating_policy()
+    };
+    let decision = decide(&policy, &p, t(0));
+    for name in ["cp-3", "cp-4"] {
+        assert_eq!(
+            outcome_of(&decision, name),
+            blocked(BlockReason::ControlPlaneUnseen {
+                why: "SelfNodeRemediation: forbidden".into()
+            }),
+            "{name}"
+        );
+    }
+    assert_eq!(outcome_of(&decision, "w-0"), create("reboot"));
+    let mut p = p;
+    p.nodes[3].remediations.push(rem("cp-3", "reboot", -1000));
+    let escalation = outcome_of(&decide(&policy, &p, t(0)), "cp-3");
+    assert!(
+        matches!(escalation, Outcome::Escalate { to: Some(_), .. }),
+        "{escalation:?}"
     );
 }
 

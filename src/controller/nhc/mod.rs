@@ -11,7 +11,7 @@
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -38,7 +38,7 @@ use super::clouds::Clouds;
 use super::dynamic::{DynamicStores, KindError, Wake, Watched};
 use super::endpoints::Prober;
 use crate::api::contract::{
-    self, HEALTHY_DELAY_ANNOTATION, LEASE_NAMESPACE, LeaseState,
+    self, CONTROL_PLANE_REMEDIATION_LABEL, HEALTHY_DELAY_ANNOTATION, LEASE_NAMESPACE, LeaseState,
     MANUALLY_CONFIRMED_HEALTHY_ANNOTATION, NHC_TIMED_OUT_ANNOTATION, ObservedRemediation, OwnerNhc,
     TemplateInfo, is_control_plane, is_excluded, lease_holder_identity, lease_state,
     observe_remediation, remediation_kind, remediation_object, supports_multiple_templates,
@@ -219,6 +219,12 @@ pub struct Context {
     prober: Prober,
     wake_tx: mpsc::UnboundedSender<Wake>,
     inputs: Mutex<Option<Inputs>>,
+    /// The NodeHealthChecks this controller serves (set once it runs): their template kinds
+    /// are where control-plane remediations are looked for.
+    nhcs: OnceLock<Store<NodeHealthCheck>>,
+    /// Held from counting control-plane remediations to creating one, so two NodeHealthChecks
+    /// over the control plane never both count none and each create one.
+    one_control_plane: tokio::sync::Mutex<()>,
 }
 
 /// The halves of the caches and channels that `run` consumes.
@@ -265,6 +271,8 @@ impl Context {
                 pending_pods: pending_pods_writer,
                 wake_rx,
             })),
+            nhcs: OnceLock::new(),
+            one_control_plane: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -327,6 +335,7 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
     let controller = Controller::new(api, config).reconcile_all_on(wakes);
     let nhcs = controller.store();
     ctx.prober.set_nhc_store(nhcs.clone());
+    let _ = ctx.nhcs.set(nhcs.clone());
     tokio::spawn(prune_metrics(ctx.metrics.clone(), nhcs.clone()));
     {
         let (nodes, leases, pods) = (
@@ -696,7 +705,7 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
     ctx.prober
         .ensure(&name, &nhc.spec.endpoint_checks, &selector);
 
-    let pool = gather(
+    let mut pool = gather(
         &ctx,
         &nhc,
         &owner,
@@ -710,6 +719,16 @@ async fn reconcile(nhc: Arc<NodeHealthCheck>, ctx: Arc<Context>) -> Result<Reque
     policy.template_blocks = magnum_gates(&ctx, &templates, &pool).await;
     // The cloud sends no events: while it blocks, look again soon.
     let cloud_recheck = (!policy.template_blocks.is_empty()).then_some(MAGNUM_RECHECK);
+    // Held until the remediations decided here are in the caches (see `create`), so the next
+    // NodeHealthCheck over the control plane counts them.
+    let _one_control_plane = if pool.nodes.iter().any(|n| n.control_plane) {
+        let held = ctx.one_control_plane.lock().await;
+        (pool.control_plane_remediations, pool.control_plane_unseen) =
+            control_plane_remediations(&ctx).await;
+        Some(held)
+    } else {
+        None
+    };
     let decision = decide::decide(&policy, &pool, now);
     let created = match carry_out(&ctx, &nhc, &owner, &pool, &decision, &templates, now).await {
         Ok(created) => created,
@@ -893,7 +912,125 @@ fn gather(
                 .map(|s| s.conditions.clone())
                 .unwrap_or_default(),
         ),
+        // Filled in by `reconcile` under the control-plane lock.
+        control_plane_remediations: vec![],
+        control_plane_unseen: vec![],
     }
+}
+
+/// The apiVersion of medik8s' NodeHealthCheck, whose remediation kinds we count too.
+const MEDIK8S_NHC_API_VERSION: &str = "remediation.medik8s.io/v1alpha1";
+
+/// The remediation kinds that may hold a control-plane node: ours, those made from the
+/// templates of every NodeHealthCheck this controller serves, and those of medik8s'
+/// NodeHealthChecks (when that API is served). `unseen` gets why a kind could not be read.
+async fn remediation_kinds_in_use(
+    ctx: &Context,
+    unseen: &mut Vec<String>,
+) -> BTreeSet<(String, String)> {
+    let mut kinds = BTreeSet::from([(contract::API_VERSION.to_owned(), "Remediation".to_owned())]);
+    let mut add = |api_version: &str, template_kind: &str| {
+        if let Some(kind) = remediation_kind(template_kind) {
+            kinds.insert((api_version.to_owned(), kind.to_owned()));
+        }
+    };
+    // A reconcile may run before the cache holds every NodeHealthCheck (just after a start):
+    // the kinds of one not seen yet would be missed.
+    let nhcs = match ctx.nhcs.get() {
+        Some(nhcs) if wait_a_while(super::wait_synced(nhcs)).await => nhcs.state(),
+        _ => {
+            unseen.push("the NodeHealthChecks are not all loaded yet".to_owned());
+            vec![]
+        }
+    };
+    for nhc in nhcs {
+        for step in nhc.spec.template_steps() {
+            add(&step.template.api_version, &step.template.kind);
+        }
+    }
+    match ctx
+        .dynamic
+        .watch(
+            MEDIK8S_NHC_API_VERSION,
+            contract::NODE_HEALTH_CHECK_KIND,
+            false,
+        )
+        .await
+    {
+        Ok(medik8s) => {
+            for nhc in medik8s.store.state() {
+                let spec = &nhc.data["spec"];
+                let escalating = spec["escalatingRemediations"].as_array();
+                let references = std::iter::once(&spec["remediationTemplate"]).chain(
+                    escalating
+                        .into_iter()
+                        .flatten()
+                        .map(|e| &e["remediationTemplate"]),
+                );
+                for r in references {
+                    if let (Some(api_version), Some(kind)) =
+                        (r["apiVersion"].as_str(), r["kind"].as_str())
+                    {
+                        add(api_version, kind);
+                    }
+                }
+            }
+        }
+        Err(KindError::NotServed(_)) => {}
+        Err(KindError::Discovery(why)) => unseen.push(why),
+    }
+    kinds
+}
+
+/// Whether `ready` finished within a few seconds.
+async fn wait_a_while(ready: impl Future<Output = ()>) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), ready)
+        .await
+        .is_ok()
+}
+
+/// Every remediation object of a control-plane node in the caches, whoever made it: those
+/// labelled `remediation.medik8s.io/isControlPlaneNode` (as every NodeHealthCheck labels them;
+/// the only evidence left once a Replace deleted the Node), and those whose node has a
+/// control-plane role. Also why some kind could not be read.
+async fn control_plane_remediations(ctx: &Context) -> (Vec<ObservedRemediation>, Vec<String>) {
+    let mut unseen = Vec::new();
+    let kinds = remediation_kinds_in_use(ctx, &mut unseen).await;
+    let control_plane_nodes: BTreeSet<String> = ctx
+        .nodes
+        .state()
+        .iter()
+        .filter(|n| is_control_plane(n.labels()))
+        .map(|n| n.name_any())
+        .collect();
+    // Ownership does not matter here.
+    let anyone = OwnerNhc {
+        name: String::new(),
+        uid: String::new(),
+    };
+    let mut found = Vec::new();
+    for (api_version, kind) in kinds {
+        match ctx.dynamic.watch(&api_version, &kind, true).await {
+            Ok(watched) => found.extend(
+                watched
+                    .store
+                    .state()
+                    .iter()
+                    .map(|o| {
+                        (
+                            o.labels().contains_key(CONTROL_PLANE_REMEDIATION_LABEL),
+                            observe_remediation(o, &anyone),
+                        )
+                    })
+                    .filter(|(labelled, r)| *labelled || control_plane_nodes.contains(&r.node_name))
+                    .map(|(_, r)| r),
+            ),
+            // Nothing of a kind that is not served can exist.
+            Err(KindError::NotServed(_)) => {}
+            Err(KindError::Discovery(why)) => unseen.push(why),
+        }
+    }
+    (found, unseen)
 }
 
 /// For each of our templates that names a Magnum cluster: whether the cluster lets a
