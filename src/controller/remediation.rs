@@ -321,7 +321,7 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
         return Ok(Requeue::await_change());
     }
 
-    match step(&rem, ctx, &node_name, status.clone(), now, &mut version).await {
+    match step(&rem, ctx, &node_name, status.clone(), &mut version).await {
         Ok(requeue) => Ok(requeue),
         // A refused or failed Kubernetes request (a conflict with another writer, mostly) is
         // retried as it is; anything else is a reason the remediation cannot go on.
@@ -378,7 +378,6 @@ async fn step(
     ctx: &Context,
     node_name: &str,
     mut status: RemediationStatus,
-    now: Timestamp,
     version: &mut String,
 ) -> Result<Requeue> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
@@ -428,11 +427,24 @@ async fn step(
         cluster_status: cluster.map(|c| c.status),
     };
 
+    // Taken after the reads: a request's `sentAt` must not look older than it is to the
+    // next leader, which resends a lost request only once its record is old enough.
+    let now = Timestamp::now();
     let plan = machine::next(&rem.spec, &status, &observed, now, rem.metadata.generation);
     let mut new = plan.status;
     // Persist first: a request leaves only once it is on record. A conflict here means
     // someone wrote in between; nothing is sent and the next reconcile decides afresh.
     patch_status(ctx, rem, version, &before, &new).await?;
+    // Everything after this write (reports, notices, taints, deletions, OpenStack requests)
+    // is the leader's alone: a replica whose Lease ran out while it decided (it was paused,
+    // or could not renew) stops here, and the next leader carries on from the status.
+    let authority = &ctx.settings.authority;
+    if !authority.may_act(authority.margin()) {
+        tracing::warn!(
+            "this replica no longer holds the leader Lease with margin: it stops after the status write"
+        );
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let started = before.steps.is_empty() && !new.steps.is_empty();
     let ended =
         !before.phase.is_some_and(|p| p.is_final()) && new.phase.is_some_and(|p| p.is_final());
@@ -492,7 +504,18 @@ async fn step(
         }
         Action::Cloud(request) => {
             let name = request.record_name();
-            let result = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref()).await;
+            // Only while this replica holds the Lease with a margin: checked right before the
+            // request leaves and at every step of sending it, so a process that was paused
+            // (or could not renew) sends nothing once its Lease may be someone else's. The
+            // record stays without an outcome; whoever leads follows it up from the server.
+            let sending = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref());
+            let Some(result) = ctx.settings.authority.while_leading(sending).await else {
+                tracing::warn!(
+                    request = name,
+                    "not sent: this replica no longer holds the leader Lease with margin"
+                );
+                return Ok(Requeue::requeue(Duration::from_secs(1)));
+            };
             // An action whose answer was lost may have reached Nova: leave its outcome open,
             // so the machine looks at the server before it ever sends it again.
             let outcome = match &result {
