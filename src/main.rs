@@ -13,7 +13,7 @@ use kube::runtime::events::Reporter;
 
 use nodehealer::api::{NodeHealthCheck, Remediation, RemediationTemplate};
 use nodehealer::controller::{self, ControllerKind, Settings};
-use nodehealer::leader::{self, ElectionConfig};
+use nodehealer::leader::{self, Authority, ElectionConfig};
 use nodehealer::server::{self, Readiness};
 
 /// Keeps the nodes of Kubernetes clusters on OpenStack healthy: detects broken nodes, fences
@@ -58,6 +58,21 @@ struct Args {
         default_value = "nodehealer-leader"
     )]
     lease_name: String,
+
+    /// How long the Lease is valid after its last renewal (whole seconds): a standby takes
+    /// over this long after the leader's last renewal. Must exceed the renew deadline.
+    #[arg(long, env = "NODEHEALER_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+
+    /// A leader that could not renew for this long stops acting and exits; each renewal must
+    /// answer within it. The leader sends no OpenStack request less than (lease duration -
+    /// renew deadline) before its Lease could run out.
+    #[arg(long, env = "NODEHEALER_RENEW_DEADLINE_SECONDS", default_value_t = 10)]
+    renew_deadline_seconds: u64,
+
+    /// How often to try to acquire or renew the Lease; shorter than the renew deadline.
+    #[arg(long, env = "NODEHEALER_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    retry_period_seconds: u64,
 
     /// This replica's identity in leader election (the pod name in a cluster).
     #[arg(long, env = "POD_NAME")]
@@ -146,15 +161,18 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     init_tracing(&args)?;
+    let identity = identity(&args);
+    let election = election_config(&args, &identity)?;
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let client = make_client(&args).await?;
     check_crds_served(&client).await?;
 
-    let identity = args
-        .identity
-        .clone()
-        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    // Only the leader acts, and only while its Lease is held with a margin (invariant 8).
+    let authority = match &election {
+        Some(config) => Authority::elected(config.action_margin()),
+        None => Authority::unconditional(),
+    };
     let settings = Settings {
         dry_run: args.dry_run,
         watch_namespace: args.watch_namespace.clone(),
@@ -164,6 +182,7 @@ async fn main() -> Result<()> {
             instance: Some(identity.clone()),
         },
         enabled: args.controllers.clone(),
+        authority: authority.clone(),
     };
     let readiness = Readiness::new(controller::Controllers::caches(&settings));
     let mut registry = prometheus_client::registry::Registry::with_prefix("nodehealer");
@@ -189,12 +208,11 @@ async fn main() -> Result<()> {
     };
 
     // Standbys are ready (they serve and would take over); only the leader acts.
-    let leadership = if args.leader_elect {
-        let config = ElectionConfig::new(&args.namespace, &args.lease_name, &identity);
-        tracing::info!(%identity, lease = %args.lease_name, "waiting for leadership");
+    let leadership = if let Some(config) = election {
+        tracing::info!(identity = %config.identity, lease = %args.lease_name, "waiting for leadership");
         readiness.set_election_settled(true);
         let acquired = tokio::select! {
-            l = leader::acquire(client.clone(), config) => Some(l?),
+            l = leader::acquire(client.clone(), config, authority.clone()) => Some(l?),
             _ = shutdown_signal() => None,
         };
         match acquired {
@@ -223,7 +241,8 @@ async fn main() -> Result<()> {
     };
     tracing::info!(outcome, "stopping");
     let _ = stop_tx.send(true);
-    // Let in-flight reconciles finish their current step (they persist before acting).
+    // Let in-flight reconciles finish their current step (they persist before acting). After
+    // a lost Lease `authority` already refuses every OpenStack request, so they send nothing.
     let _ = tokio::time::timeout(Duration::from_secs(10), &mut run).await;
     if outcome == "leadership lost" {
         // Exit non-zero so the pod restarts as a standby; never keep acting without the lease.
@@ -234,6 +253,27 @@ async fn main() -> Result<()> {
     }
     let _ = server.await;
     Ok(())
+}
+
+fn identity(args: &Args) -> String {
+    args.identity
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()))
+}
+
+/// The election's timing from the flags, checked; None without leader election.
+fn election_config(args: &Args, identity: &str) -> Result<Option<ElectionConfig>> {
+    if !args.leader_elect {
+        return Ok(None);
+    }
+    let mut config = ElectionConfig::new(&args.namespace, &args.lease_name, identity);
+    config.lease_duration = Duration::from_secs(args.lease_duration_seconds);
+    config.renew_deadline = Duration::from_secs(args.renew_deadline_seconds);
+    config.retry_period = Duration::from_secs(args.retry_period_seconds);
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
+    Ok(Some(config))
 }
 
 fn init_tracing(args: &Args) -> Result<()> {

@@ -53,7 +53,10 @@ pub const OUT_OF_SERVICE_TAINT_VALUE: &str = "nodeshutdown";
 pub const FENCE_CONFIRMED_ANNOTATION: &str = "nodehealer.io/fence-confirmed";
 
 /// A request whose answer never arrived (the controller died in between) is taken as lost only
-/// when the server shows no sign of it for this long; then it may be sent again.
+/// when the server shows no sign of it for this long, and this replica has led for this long
+/// (an earlier leader's request may still be on its way); then it may be sent again. It must
+/// exceed the OpenStack client's request timeout (10 s): the time a request that already left
+/// may take to show on the server.
 pub const LOST_REQUEST_GRACE: StdDuration = StdDuration::from_secs(30);
 /// After OpenStack refused or failed a request, wait this long before sending it again.
 pub const FAILED_REQUEST_BACKOFF: StdDuration = StdDuration::from_secs(5);
@@ -147,6 +150,9 @@ pub struct Observed {
     pub cluster_auto_healing: Option<bool>,
     /// The value of [`FENCE_CONFIRMED_ANNOTATION`] on the Remediation, if a person set it.
     pub fence_confirmed_by: Option<String>,
+    /// How long this replica has held the leader Lease without a break (its own monotonic
+    /// clock); `Duration::MAX` without leader election.
+    pub leading_for: StdDuration,
 }
 
 impl Observed {
@@ -160,6 +166,7 @@ impl Observed {
             cluster_status: None,
             cluster_auto_healing: None,
             fence_confirmed_by: None,
+            leading_for: StdDuration::ZERO,
         }
     }
 }
@@ -1143,7 +1150,9 @@ impl Machine<'_> {
                 if in_progress(server) || touched {
                     self.set_outcome(kind, RequestOutcome::Accepted);
                     None
-                } else if self.since(sent_at) > LOST_REQUEST_GRACE {
+                } else if self.since(sent_at) > LOST_REQUEST_GRACE
+                    && self.observed.leading_for > LOST_REQUEST_GRACE
+                {
                     Some(self.send(CloudRequest::of_kind(kind, server)))
                 } else {
                     Some(Action::Wait(POLL))

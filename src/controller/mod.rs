@@ -28,6 +28,9 @@ pub struct Settings {
     pub reporter: Reporter,
     /// Which controllers run in this process.
     pub enabled: Vec<ControllerKind>,
+    /// Whether this replica holds the leader Lease right now: checked before every OpenStack
+    /// action leaves.
+    pub authority: crate::leader::Authority,
 }
 
 /// The controllers of the operator; all run by default, one or the other for split deployments

@@ -285,7 +285,18 @@ async fn restore_power(rem: &Remediation, ctx: &Context) -> Result<()> {
                 server: server_id.clone(),
             }),
             PowerRestore::Start => {
-                cloud.start(&server_id).await?;
+                // Only the leader powers anything on (a paused old leader must not).
+                let Some(started) = ctx
+                    .settings
+                    .authority
+                    .while_leading(cloud.start(&server_id))
+                    .await
+                else {
+                    return Err(Error::PowerRestorePending {
+                        server: server_id.clone(),
+                    });
+                };
+                started?;
                 ctx.event(
                     rem,
                     false,
@@ -468,7 +479,9 @@ async fn step(
     let (observed, node) = observe(rem, ctx, node_name, &mut status).await?;
     let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
     let server_id = status.server_id.clone().unwrap_or_default();
-    // Taken after the observations, which can be slow: a request's `sentAt` is when it leaves.
+    // Taken after the reads, which can be slow: a request's `sentAt` must not look older
+    // than it is to the next leader, which resends a lost request only once its record is old
+    // enough.
     let now = Timestamp::now();
     let before = rem.status.clone().unwrap_or_default();
     let plan = machine::next(&rem.spec, &status, &observed, now, rem.metadata.generation);
@@ -476,6 +489,16 @@ async fn step(
     // Persist first: a request leaves only once it is on record. A conflict here means
     // someone wrote in between; nothing is sent and the next reconcile decides afresh.
     patch_status(ctx, rem, version, &before, &new).await?;
+    // Everything after this write (reports, notices, taints, deletions, OpenStack requests)
+    // is the leader's alone: a replica whose Lease ran out while it decided (it was paused,
+    // or could not renew) stops here, and the next leader carries on from the status.
+    let authority = &ctx.settings.authority;
+    if !authority.may_act(authority.margin()) {
+        tracing::warn!(
+            "this replica no longer holds the leader Lease with margin: it stops after the status write"
+        );
+        return Ok(Requeue::requeue(Duration::from_secs(1)));
+    }
     let started = before.steps.is_empty() && !new.steps.is_empty();
     let ended =
         !before.phase.is_some_and(|p| p.is_final()) && new.phase.is_some_and(|p| p.is_final());
@@ -536,8 +559,19 @@ async fn step(
         }
         Action::Cloud(request) => {
             let kind = request.kind();
-            let result = match send(cloud.as_ref(), &request, &server_id, rem, node.as_ref()).await
-            {
+            // Only while this replica holds the Lease with a margin: checked right before the
+            // request leaves and at every step of sending it, so a process that was paused
+            // (or could not renew) sends nothing once its Lease may be someone else's. The
+            // record stays without an outcome; whoever leads follows it up from the server.
+            let sending = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref());
+            let Some(sent) = ctx.settings.authority.while_leading(sending).await else {
+                tracing::warn!(
+                    request = kind.as_str(),
+                    "not sent: this replica no longer holds the leader Lease with margin"
+                );
+                return Ok(Requeue::requeue(Duration::from_secs(1)));
+            };
+            let result = match sent {
                 Ok(()) => SendResult::Accepted,
                 // An action whose answer was lost may have reached Nova: its outcome stays
                 // open, so the machine looks at the server before it ever sends it again.
@@ -654,6 +688,7 @@ async fn observe(
             .get(FENCE_CONFIRMED_ANNOTATION)
             .filter(|v| !v.trim().is_empty())
             .cloned(),
+        leading_for: ctx.settings.authority.held_for(),
     };
     Ok((observed, node))
 }

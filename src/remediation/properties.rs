@@ -38,6 +38,10 @@ struct Turn {
     confirmed_by_person: bool,
     answer: Answer,
     advance_secs: i64,
+    /// Another replica takes over before this turn: it has led for no time at all.
+    leader_change: bool,
+    /// Filled in by the driver: how long the current leader has led.
+    leading_for: StdDuration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -108,9 +112,10 @@ fn turn() -> impl Strategy<Value = Turn> {
             Answer::Lost,
         ]),
         prop_oneof![0i64..3, 3i64..40],
+        prop::bool::weighted(0.05),
     )
         .prop_map(
-            |(nova, node, workloads, cluster, confirmed_by_person, answer, advance_secs)| Turn {
+            |(
                 nova,
                 node,
                 workloads,
@@ -118,6 +123,17 @@ fn turn() -> impl Strategy<Value = Turn> {
                 confirmed_by_person,
                 answer,
                 advance_secs,
+                leader_change,
+            )| Turn {
+                nova,
+                node,
+                workloads,
+                cluster,
+                confirmed_by_person,
+                answer,
+                advance_secs,
+                leader_change,
+                leading_for: StdDuration::MAX,
             },
         )
 }
@@ -201,6 +217,7 @@ fn observe(turn: &Turn, now: Timestamp, last_sent: Option<Timestamp>) -> Observe
         fence_confirmed_by: turn
             .confirmed_by_person
             .then(|| "ops: checked the host".into()),
+        leading_for: turn.leading_for,
     }
 }
 
@@ -213,6 +230,7 @@ fn drive(spec: &RemediationSpec, turns: &[Turn]) -> Result<(), TestCaseError> {
     let mut now = t(0);
     let mut evidence_seen = false;
     let mut ended = false;
+    let mut leading_since: Option<Timestamp> = None;
     let magnum = spec.openstack.magnum.is_some();
     for (i, turn) in turns.iter().enumerate() {
         let last_sent = status
@@ -221,6 +239,14 @@ fn drive(spec: &RemediationSpec, turns: &[Turn]) -> Result<(), TestCaseError> {
             .flat_map(|s| s.requests.iter())
             .map(|r| r.sent_at.0)
             .max();
+        if turn.leader_change {
+            leading_since = Some(now);
+        }
+        let mut turn = turn.clone();
+        turn.leading_for = leading_since.map_or(StdDuration::MAX, |since| {
+            StdDuration::try_from(now.duration_since(since)).unwrap_or_default()
+        });
+        let turn = &turn;
         let observed = observe(turn, now, last_sent);
         let current = status
             .steps
@@ -288,6 +314,11 @@ fn drive(spec: &RemediationSpec, turns: &[Turn]) -> Result<(), TestCaseError> {
                         prop_assert!(
                             waited > LOST_REQUEST_GRACE && !touched,
                             "turn {i}: {kind} resent {waited:?} after a lost answer (touched: {touched})"
+                        );
+                        prop_assert!(
+                            turn.leading_for > LOST_REQUEST_GRACE,
+                            "turn {i}: {kind} resent by a leader of {:?}: the old one may still send it",
+                            turn.leading_for
                         );
                     }
                 }

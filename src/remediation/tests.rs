@@ -50,6 +50,7 @@ fn observed(ready: Option<bool>, server: ServerObservation) -> Observed {
         cluster_auto_healing: None,
         deletion: None,
         fence_confirmed_by: None,
+        leading_for: StdDuration::MAX,
     }
 }
 
@@ -1428,4 +1429,36 @@ fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_
     assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
     let error = plan.status.last_error.unwrap();
     assert!(error.contains("timeout of 60s ran out"), "{error}");
+}
+
+#[test]
+fn a_new_leader_waits_before_it_resends_an_unanswered_request() {
+    // os-stop on record 60 s ago, no answer, the server untouched: lost, as far as Nova shows.
+    let spec = spec(RemediationAction::PowerCycle);
+    let status = RemediationStatus {
+        phase: Some(RemediationPhase::Fencing),
+        steps: vec![StepRecord {
+            name: StepName::Fence,
+            started: Time(t(0)),
+            finished: None,
+            requests: vec![OpenStackRequest {
+                action: RequestKind::Stop,
+                sent_at: Time(t(0)),
+                target: None,
+                outcome: None,
+            }],
+            message: None,
+        }],
+        ..Default::default()
+    };
+    let mut obs = observed(Some(false), server("ACTIVE", None));
+    // A leader of 5 s: the one before it may have been paused with the request in hand.
+    obs.leading_for = StdDuration::from_secs(5);
+    let plan = run(&spec, &status, &obs, t(60));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(plan.status.steps[0].requests.len(), 1, "no new record");
+    obs.leading_for = StdDuration::from_secs(31);
+    let plan = run(&spec, &status, &obs, t(60));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    assert_eq!(plan.status.steps[0].requests.len(), 2);
 }
