@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
 use nodehealer_testbed::workloads::running_on;
@@ -977,8 +977,9 @@ async fn magnum_hears_the_clusters_health_while_a_node_is_remediated() -> Result
 
 /// A real cluster's DaemonSets (kube-proxy, CNI agents, CSI node plugins, log shippers) tolerate
 /// every taint, the out-of-service one too: Kubernetes never evicts them. A worker of a 3-node
-/// pool crashes; the Remediation moves the StatefulSet's pod, does not wait for the DaemonSet
-/// pods nor (with `ResourceDeletion`) delete them, and brings the server and the node back.
+/// pool crashes; the Remediation moves the StatefulSet's pod, waits neither for the DaemonSet
+/// pods nor for a force-deleted pod whose finalizer waits for the node, does not delete the
+/// DaemonSet pods (with `ResourceDeletion` either), and brings the server and the node back.
 /// On c089897 the step waited for them until `releaseWorkloads` ran out, failed, and left the
 /// server SHUTOFF.
 async fn daemonsets_never_block_a_remediation(eviction: &str) -> Result<()> {
@@ -992,6 +993,23 @@ async fn daemonsets_never_block_a_remediation(eviction: &str) -> Result<()> {
         realistic.daemonsets.len(),
         "one pod of each DaemonSet on {victim}: {daemons:?}"
     );
+    // A pod whose finalizer waits for the node to be back: force-deleted, it must not block.
+    nodehealer_testbed::workloads::pod_with_finalizer(&s.client, &s.ns, "cleanup", &victim).await?;
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.ns);
+    wait_for(
+        Duration::from_secs(30),
+        "the cleanup pod running",
+        || async {
+            Ok(pods
+                .get("cleanup")
+                .await?
+                .status
+                .and_then(|st| st.phase)
+                .as_deref()
+                == Some("Running"))
+        },
+    )
+    .await?;
 
     s.tb.fail_node(&victim).await?;
     s.wait_not_ready(&victim).await?;
@@ -1031,6 +1049,11 @@ async fn daemonsets_never_block_a_remediation(eviction: &str) -> Result<()> {
         "the DaemonSet pods of {victim} were left alone"
     );
     s.wait_taints_gone(&victim).await?;
+    // Its finalizer's controller finishes once the node is back, and the pod is gone.
+    wait_for(Duration::from_secs(30), "the cleanup pod gone", || async {
+        Ok(pods.get_opt("cleanup").await?.is_none())
+    })
+    .await?;
     let running_again = wait_for(
         Duration::from_secs(60),
         "the cluster's workloads running again",

@@ -153,6 +153,34 @@ pub const CLEANUP_FINALIZER: &str = "nodehealer.io/testbed-cleanup";
 /// The label of the pods that carry [`CLEANUP_FINALIZER`].
 const CLEANUP_LABEL: (&str, &str) = ("nodehealer.io/testbed-cleanup", "true");
 
+/// Binds a pod carrying [`CLEANUP_FINALIZER`] straight to `node`: deleted while the node is
+/// down, it stays (force-deleted, waiting for its finalizer) until the node is Ready again.
+pub async fn pod_with_finalizer(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    node: &str,
+) -> Result<()> {
+    let mut labels = serde_json::Map::new();
+    labels.insert(CLEANUP_LABEL.0.into(), json!(CLEANUP_LABEL.1));
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "finalizers": [CLEANUP_FINALIZER]
+        },
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "app", "image": "registry.invalid/app:1"}]
+        }
+    }))?;
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pod)
+        .await?;
+    Ok(())
+}
+
 /// The objects [`realistic_cluster`] created for one simulated cluster.
 #[derive(Clone, Debug)]
 pub struct RealisticCluster {
