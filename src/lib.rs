@@ -15,5 +15,6 @@ pub mod import;
 pub mod leader;
 pub mod metrics;
 pub mod openstack;
+pub mod release;
 pub mod remediation;
 pub mod server;

@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use k8s_openapi::api::core::v1::{Node, Secret};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
 use nodehealer_testbed::workloads::running_on;
@@ -973,4 +973,107 @@ async fn magnum_hears_the_clusters_health_while_a_node_is_remediated() -> Result
     .await
     .with_context(|| format!("{:?}", health()))?;
     Ok(())
+}
+
+/// A real cluster's DaemonSets (kube-proxy, CNI agents, CSI node plugins, log shippers) tolerate
+/// every taint, the out-of-service one too: Kubernetes never evicts them. A worker of a 3-node
+/// pool crashes; the Remediation moves the StatefulSet's pod, waits neither for the DaemonSet
+/// pods nor for a force-deleted pod whose finalizer waits for the node, does not delete the
+/// DaemonSet pods (with `ResourceDeletion` either), and brings the server and the node back.
+/// On c089897 the step waited for them until `releaseWorkloads` ran out, failed, and left the
+/// server SHUTOFF.
+async fn daemonsets_never_block_a_remediation(eviction: &str) -> Result<()> {
+    let s = Scenario::new(&format!("ds-{}", eviction.to_lowercase()), 0, 3).await?;
+    let realistic = s.cluster.realistic.clone().context("a realistic cluster")?;
+    let victim = s.db_placed(&[]).await?;
+    let server = s.server(&victim);
+    let daemons = realistic.daemon_pods_on(&s.client, &victim).await?;
+    assert_eq!(
+        daemons.len(),
+        realistic.daemonsets.len(),
+        "one pod of each DaemonSet on {victim}: {daemons:?}"
+    );
+    // A pod whose finalizer waits for the node to be back: force-deleted, it must not block.
+    nodehealer_testbed::workloads::pod_with_finalizer(&s.client, &s.ns, "cleanup", &victim).await?;
+    let pods: Api<Pod> = Api::namespaced(s.client.clone(), &s.ns);
+    wait_for(
+        Duration::from_secs(30),
+        "the cleanup pod running",
+        || async {
+            Ok(pods
+                .get("cleanup")
+                .await?
+                .status
+                .and_then(|st| st.phase)
+                .as_deref()
+                == Some("Running"))
+        },
+    )
+    .await?;
+
+    s.tb.fail_node(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "workloadEviction": eviction,
+               "timeouts": {"releaseWorkloads": "45s"}}),
+    )
+    .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(120),
+    )
+    .await?;
+
+    let elsewhere = running_on(&s.client, &s.ns, "db-0").await?;
+    assert!(
+        elsewhere.as_ref().is_some_and(|n| n != &victim),
+        "db-0 moved off {victim}: {elsewhere:?}"
+    );
+    assert_eq!(s.tb.power_state(&victim).await?.status, "ACTIVE");
+    // The crashed server was SHUTOFF already: fenced as it was, then powered on.
+    assert_eq!(s.accepted_actions(&server), vec!["os-start"]);
+    wait_for(Duration::from_secs(30), "the node Ready", || async {
+        Ok(s.node(&victim)
+            .await?
+            .and_then(|n| ready_status(&n))
+            .as_deref()
+            == Some("True"))
+    })
+    .await?;
+    // The same pods, by uid: neither the taint nor the operator removed them.
+    assert_eq!(
+        realistic.daemon_pods_on(&s.client, &victim).await?,
+        daemons,
+        "the DaemonSet pods of {victim} were left alone"
+    );
+    s.wait_taints_gone(&victim).await?;
+    // Its finalizer's controller finishes once the node is back, and the pod is gone.
+    wait_for(Duration::from_secs(30), "the cleanup pod gone", || async {
+        Ok(pods.get_opt("cleanup").await?.is_none())
+    })
+    .await?;
+    let running_again = wait_for(
+        Duration::from_secs(60),
+        "the cluster's workloads running again",
+        || realistic.running(&s.client),
+    )
+    .await;
+    if running_again.is_err() {
+        let missing = realistic.not_running(&s.client).await?;
+        running_again.with_context(|| format!("not running: {missing:?}"))?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonsets_that_tolerate_everything_never_block_the_out_of_service_taint() -> Result<()> {
+    daemonsets_never_block_a_remediation("OutOfServiceTaint").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemonsets_that_tolerate_everything_are_never_deleted_by_resource_deletion() -> Result<()>
+{
+    daemonsets_never_block_a_remediation("ResourceDeletion").await
 }

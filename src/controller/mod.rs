@@ -6,6 +6,7 @@ pub mod dynamic;
 pub mod endpoints;
 pub mod nhc;
 pub mod remediation;
+mod workloads;
 
 use std::sync::Arc;
 

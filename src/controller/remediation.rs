@@ -9,11 +9,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
-use k8s_openapi::api::storage::v1::VolumeAttachment;
-use kube::api::{
-    Api, DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, Preconditions,
-};
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
@@ -27,6 +24,7 @@ use tokio::sync::watch;
 
 use super::Settings;
 use super::clouds::Clouds;
+use super::workloads::{count_workloads, delete_workloads, finish_evictions};
 use crate::api::conditions::set_condition;
 use crate::api::contract::{NHC_TIMED_OUT_ANNOTATION, NODE_NAME_ANNOTATION, PROCESSING_CONDITION};
 use crate::api::{Remediation, RemediationPhase, RemediationStatus, StepName};
@@ -34,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::openstack::{self, Cloud, RebootType, ServerRef};
 use crate::remediation::{
     self as machine, Action, CloudRequest, FENCE_CONFIRMED_ANNOTATION, NodeObservation, Observed,
-    OurTaint, PowerRestore, SendResult, ServerObservation, ServerState, Workloads,
+    OurTaint, PowerRestore, SendResult, ServerObservation, ServerState,
 };
 use crate::server::Readiness;
 
@@ -539,11 +537,11 @@ async fn step(
             Requeue::requeue(Duration::from_millis(200))
         }
         Action::DeleteWorkloads => {
-            delete_workloads(ctx, node_name).await?;
+            delete_workloads(&ctx.client, node_name).await?;
             Requeue::requeue(Duration::from_secs(1))
         }
         Action::FinishEvictions => {
-            let deleted = finish_evictions(ctx, node_name).await?;
+            let deleted = finish_evictions(&ctx.client, node_name).await?;
             if deleted > 0 {
                 ctx.event(
                     rem,
@@ -659,7 +657,7 @@ async fn observe(
         _ => None,
     };
     let workloads = if current == Some(StepName::ReleaseWorkloads) {
-        Some(count_workloads(ctx, node_name).await?)
+        Some(count_workloads(&ctx.client, node_name).await?)
     } else {
         None
     };
@@ -785,100 +783,6 @@ async fn resolve_server(
             }
         }
     }
-}
-
-async fn count_workloads(ctx: &Context, node_name: &str) -> Result<Workloads> {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let on_node = ListParams::default().fields(&format!("spec.nodeName={node_name}"));
-    let pods: Vec<_> = pods
-        .list_metadata(&on_node)
-        .await?
-        .items
-        .into_iter()
-        // Mirror pods are the kubelet's; the API cannot delete them.
-        .filter(|p| !p.annotations().contains_key("kubernetes.io/config.mirror"))
-        .collect();
-    let evicted_pods = pods.iter().filter(|p| evicted_not_forced(p)).count();
-    let pods = pods.len();
-    let vas: Api<VolumeAttachment> = Api::all(ctx.client.clone());
-    let volume_attachments = vas
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|va| va.spec.node_name == node_name)
-        .count();
-    Ok(Workloads {
-        pods,
-        volume_attachments,
-        evicted_pods,
-    })
-}
-
-/// `ResourceDeletion`: force-delete the node's pods and its VolumeAttachments (the server is
-/// confirmed off, so nothing can still be writing).
-async fn delete_workloads(ctx: &Context, node_name: &str) -> Result<()> {
-    force_delete_pods(ctx, node_name, |_| true).await?;
-    let vas: Api<VolumeAttachment> = Api::all(ctx.client.clone());
-    for va in vas.list(&ListParams::default()).await?.items {
-        if va.spec.node_name == node_name {
-            match vas.delete(&va.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `OutOfServiceTaint`: force-deletes the node's pods that are already being deleted (the
-/// taint manager evicted them), as pod GC does for a node with the out-of-service taint.
-/// Returns how many.
-async fn finish_evictions(ctx: &Context, node_name: &str) -> Result<usize> {
-    force_delete_pods(ctx, node_name, evicted_not_forced).await
-}
-
-/// Being deleted, with a grace period still to run out. A pod already force-deleted (grace
-/// period 0) that is still there waits for its finalizers: deleting it again would change
-/// nothing (and would repeat every round).
-fn evicted_not_forced(pod: &PartialObjectMeta<Pod>) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-        && pod.metadata.deletion_grace_period_seconds != Some(0)
-}
-
-/// Force-deletes the pods bound to `node_name` that `which` picks; returns how many. Each
-/// delete names the pod's uid, so a pod of the same name created meanwhile (a StatefulSet's
-/// replacement, elsewhere) is never touched.
-async fn force_delete_pods(
-    ctx: &Context,
-    node_name: &str,
-    which: impl Fn(&PartialObjectMeta<Pod>) -> bool,
-) -> Result<usize> {
-    let pods: Api<Pod> = Api::all(ctx.client.clone());
-    let on_node = ListParams::default().fields(&format!("spec.nodeName={node_name}"));
-    let mut deleted = 0;
-    for pod in pods.list_metadata(&on_node).await?.items {
-        if !which(&pod) {
-            continue;
-        }
-        let api: Api<Pod> =
-            Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: pod.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default().grace_period(0)
-        };
-        match api.delete(&pod.name_any(), &params).await {
-            Ok(_) => deleted += 1,
-            // Gone, or a new pod by that name (precondition failed): nothing to do.
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(deleted)
 }
 
 /// Makes the node carry our taints as the live remediations of the node want them: `wanted`

@@ -189,9 +189,13 @@ impl ControlPlane {
         ]);
         cp.procs.push(launcher.spawn("kube-scheduler", sched)?);
 
-        // Our node stages (kubelet behaviour) plus kwok's own pod stages.
+        // Our node and pod stages (kubelet behaviour) plus kwok's own pod stages.
         let stages = dir.join("kwok-stages.yaml");
         let mut all = std::fs::read_to_string(repo_root().join("e2e/testbed/stages/nodes.yaml"))?;
+        all.push_str("\n---\n");
+        all.push_str(&std::fs::read_to_string(
+            repo_root().join("e2e/testbed/stages/pods.yaml"),
+        )?);
         all.push_str("\n---\n");
         all.push_str(&std::fs::read_to_string(binary(
             &bin,

@@ -68,6 +68,11 @@ pub struct ClusterSpec {
     pub worker_labels: BTreeMap<String, String>,
     /// Plain Nova servers booted from a volume (no image of their own); not for Magnum.
     pub volume_backed: bool,
+    /// The workloads every real cluster runs (DaemonSets that tolerate every taint, a CSI node
+    /// plugin, Deployments, a StatefulSet with a volume and its PodDisruptionBudget, a pod with
+    /// a finalizer: [`workloads::realistic_cluster`]). On by default: a remediation must work
+    /// with them; off only where a test measures something else at a scale they would swamp.
+    pub realistic: bool,
 }
 
 impl ClusterSpec {
@@ -80,6 +85,7 @@ impl ClusterSpec {
             magnum: true,
             worker_labels: BTreeMap::new(),
             volume_backed: false,
+            realistic: true,
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct TestCluster {
     pub magnum_id: Option<String>,
     /// Node name → server id, for the nodes that existed when it was created.
     pub servers: BTreeMap<String, String>,
+    /// Its realistic workloads (see [`ClusterSpec::realistic`]).
+    pub realistic: Option<workloads::RealisticCluster>,
 }
 
 impl TestCluster {
@@ -201,7 +209,8 @@ impl TestBed {
                 registry.clone(),
                 wake_link.clone(),
             ));
-            tokio::spawn(link::run_attacher(client));
+            tokio::spawn(link::run_attacher(client.clone()));
+            tokio::spawn(workloads::run_finalizer(client));
             anyhow::Ok(())
         })?;
         eprintln!(
@@ -362,7 +371,7 @@ impl TestBed {
 
         let expected = (spec.masters + spec.workers) as usize;
         let client = self.client().await?;
-        let nodes: Api<Node> = Api::all(client);
+        let nodes: Api<Node> = Api::all(client.clone());
         let selector = format!("{CLUSTER_LABEL}={}", spec.name);
         wait_for(
             // A few thousand nodes take a while to register through the link.
@@ -384,10 +393,16 @@ impl TestBed {
                 Some((name, id))
             })
             .collect();
+        let realistic = if spec.realistic {
+            Some(workloads::realistic_cluster(&client, &spec.name, spec.workers).await?)
+        } else {
+            None
+        };
         Ok(TestCluster {
             name: spec.name,
             magnum_id,
             servers,
+            realistic,
         })
     }
 

@@ -117,6 +117,15 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
         .create_cluster(ClusterSpec::magnum(CLUSTER, 3, workers))
         .await?;
     let magnum_id = cluster.magnum_id.clone().context("a Magnum cluster")?;
+    if let Some(realistic) = &cluster.realistic {
+        println!(
+            "-- the cluster runs what real ones do (namespace {}): DaemonSets that tolerate every taint ({}), Deployments ({}), StatefulSet {} with a volume and a PodDisruptionBudget, a pod with a finalizer",
+            realistic.namespace,
+            realistic.daemonsets.join(", "),
+            realistic.deployments.join(", "),
+            realistic.statefulset
+        );
+    }
 
     println!(
         "-- installing nodehealer: the clouds.yaml Secret, RemediationTemplates, NodeHealthChecks"
