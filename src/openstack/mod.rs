@@ -4,7 +4,7 @@
 //! # Why our own small client, not `openstack_sdk`
 //!
 //! `openstack_sdk` (0.22, OpenStack's own Rust SDK) covers clouds.yaml, every auth plugin and
-//! every service, and it is async on tokio. We use eight Nova calls, four Magnum calls and one
+//! every service, and it is async on tokio. We use ten Nova calls, four Magnum calls and one
 //! Keystone call, and for those the SDK costs more than it gives:
 //!
 //! - **Weight and TLS.** Its default features pull in every service crate and a dozen auth
@@ -41,12 +41,48 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-pub use client::{ClientOptions, MAGNUM_API_VERSION, NOVA_MICROVERSION, OpenStackClient};
+pub use client::{
+    ClientOptions, MAGNUM_API_VERSION, NOVA_INSTANCE_ACTIONS_MICROVERSION, NOVA_MICROVERSION,
+    OpenStackClient,
+};
 pub use clouds::{CloudConfig, Credentials, Interface, Secret};
 pub use error::{CloudError, Result};
 pub use magnum::{AUTO_HEALING_LABEL, Cluster, HealthStatus, NodeGroup, health_report};
 pub use nova::{PowerState, RebootType, Server, status};
-pub use provider_id::{ServerRef, parse_provider_id, server_id_from_provider_id, server_ref};
+pub use provider_id::{
+    ServerLocation, ServerRef, parse_provider_id, server_id_from_provider_id, server_location,
+    server_ref,
+};
+
+/// What Nova's instance actions say about how a server that now answers 404 was deleted.
+/// Only [`DeletionEvidence::ComputeTerminated`] shows that the guest stopped: Nova deletes an
+/// instance in its own database when the server's compute service is down (a "local delete",
+/// after which the guest may still run), and a 404 alone can also mean the wrong region,
+/// project or endpoint.
+///
+/// Read from `GET /servers/{id}/os-instance-actions[/{request_id}]` at microversion 2.51,
+/// the first at which a project member sees the actions' events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionEvidence {
+    /// A `delete` action whose `compute_terminate_instance` event succeeded: the compute
+    /// host itself destroyed the guest.
+    ComputeTerminated,
+    /// A `delete` action whose `compute_terminate_instance` event has started and not
+    /// finished (the host records the result just after the instance is gone): ask again.
+    /// One that never finishes is no evidence.
+    Terminating,
+    /// A `delete` action without a successful `compute_terminate_instance` event: the event
+    /// failed, or the compute host never took the delete on (a later delete was then done
+    /// locally). The guest may still run.
+    NotByCompute,
+    /// Nova knows the server but has no `delete` action for it. Nova records none for a local
+    /// delete (compute service down), nor for a server that was never scheduled to a host.
+    /// The guest may still run.
+    NoDelete,
+    /// Nova has no record of the server at all (its instance actions answer 404): another
+    /// region, project or endpoint, or its records were archived. Proves nothing.
+    UnknownServer,
+}
 
 /// What the operator asks of OpenStack. Object-safe: share it as `Arc<dyn Cloud>`.
 ///
@@ -70,6 +106,10 @@ pub trait Cloud: Send + Sync {
     /// Rebuild from `image_id` (the server's own image, for a clean re-install).
     fn rebuild<'a>(&'a self, id: &'a str, image_id: &'a str) -> BoxFuture<'a, Result<()>>;
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+    /// How the server `id` was deleted, from its instance actions; ask once it answers 404.
+    /// Fails with [`CloudError::Unsupported`] when this Nova cannot show a project member the
+    /// actions' events (older than microversion 2.51, or a policy hides them).
+    fn deletion_evidence<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<DeletionEvidence>>;
     /// The Magnum cluster by uuid or name.
     fn cluster<'a>(&'a self, id_or_name: &'a str) -> BoxFuture<'a, Result<Cluster>>;
     fn nodegroups<'a>(&'a self, cluster: &'a str) -> BoxFuture<'a, Result<Vec<NodeGroup>>>;
@@ -115,6 +155,24 @@ impl OpenStackClient {
             metrics,
         )
     }
+
+    /// [`OpenStackClient::from_clouds_yaml`] in `region` instead of the clouds.yaml's
+    /// `region_name`; see [`OpenStackClient::new_in_region`].
+    pub fn from_clouds_yaml_in_region(
+        yaml: &str,
+        cloud: &str,
+        ca_pem: Option<Vec<u8>>,
+        region: &str,
+        options: ClientOptions,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<Self> {
+        OpenStackClient::new_in_region(
+            CloudConfig::from_clouds_yaml(yaml, cloud, ca_pem)?,
+            region,
+            options,
+            metrics,
+        )
+    }
 }
 
 impl Cloud for OpenStackClient {
@@ -141,6 +199,9 @@ impl Cloud for OpenStackClient {
     }
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(nova::delete(self, id))
+    }
+    fn deletion_evidence<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<DeletionEvidence>> {
+        Box::pin(nova::deletion_evidence(self, id))
     }
     fn cluster<'a>(&'a self, id_or_name: &'a str) -> BoxFuture<'a, Result<Cluster>> {
         Box::pin(magnum::cluster(self, id_or_name))
