@@ -108,7 +108,7 @@ pub trait Cloud: Send + Sync {
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// How the server `id` was deleted, from its instance actions; ask once it answers 404.
     /// Fails with [`CloudError::Unsupported`] when this Nova cannot show a project member the
-    /// actions' events (older than microversion 2.51, or a policy hides them).
+    /// actions' events (it is older than microversion 2.51).
     fn deletion_evidence<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<DeletionEvidence>>;
     /// The Magnum cluster by uuid or name.
     fn cluster<'a>(&'a self, id_or_name: &'a str) -> BoxFuture<'a, Result<Cluster>>;

@@ -299,7 +299,7 @@ struct ActionWire {
     action: String,
     request_id: String,
     /// Absent when Nova does not show the caller the events (before 2.51 for a project
-    /// member, or a policy that hides them); always absent in the list.
+    /// member); always absent in the list.
     #[serde(default)]
     events: Option<Vec<EventWire>>,
 }
@@ -350,8 +350,8 @@ pub(super) async fn deletion_evidence(
                 service: "nova",
                 operation: SHOW,
                 message: format!(
-                    "Nova shows no events for action {} of server {id} at {}: its policy hides \
-                 them from this project's users",
+                    "Nova answered action {} of server {id} without its events: it does not \
+                     honour {} (from 2.51 Nova shows its events to whoever may read an action)",
                     delete.request_id, NOVA_INSTANCE_ACTIONS_MICROVERSION
                 ),
             })?;

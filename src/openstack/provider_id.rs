@@ -187,4 +187,30 @@ mod tests {
         assert!(e.contains("not an OpenStack one"), "{e}");
         assert!(server_ref("", None).is_err());
     }
+
+    #[test]
+    fn the_provider_ids_region_is_where_the_server_is() {
+        let in_two = format!("openstack://RegionTwo/{ID}");
+        assert_eq!(
+            server_location("worker-1", Some(&in_two)),
+            Ok(ServerLocation {
+                server: ServerRef::Id(ID.into()),
+                region: Some("RegionTwo".into()),
+            })
+        );
+        // No region in the providerID, or no providerID: the clouds.yaml's region.
+        for provider_id in [Some(format!("openstack:///{ID}")), None] {
+            assert_eq!(
+                server_location("worker-1", provider_id.as_deref())
+                    .unwrap()
+                    .region,
+                None
+            );
+        }
+        assert_eq!(
+            server_ref("worker-1", Some(&in_two)),
+            Ok(ServerRef::Id(ID.into()))
+        );
+        assert!(server_location("worker-1", Some("openstack://RegionTwo/junk")).is_err());
+    }
 }

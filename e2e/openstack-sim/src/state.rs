@@ -1717,8 +1717,11 @@ mod tests {
         Actor::internal(OPERATOR_USER)
     }
 
+    /// An event's name and result.
+    type Event = (String, Option<String>);
+
     /// `(action, [(event, result)])`, oldest action first, as Nova holds them.
-    fn actions(st: &State, id: &str) -> Vec<(String, Vec<(String, Option<String>)>)> {
+    fn actions(st: &State, id: &str) -> Vec<(String, Vec<Event>)> {
         st.instance_actions(id)
             .unwrap_or_default()
             .iter()
@@ -1730,7 +1733,7 @@ mod tests {
             .collect()
     }
 
-    fn ev(event: &str, result: Option<&str>) -> (String, Option<String>) {
+    fn ev(event: &str, result: Option<&str>) -> Event {
         (event.to_string(), result.map(str::to_string))
     }
 
