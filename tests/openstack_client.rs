@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use nodehealer::metrics::{self, Metrics};
 use nodehealer::openstack::{
-    ClientOptions, Cloud, CloudError, HealthStatus, OpenStackClient, RebootType, Server, ServerRef,
-    health_report, resolve,
+    ClientOptions, Cloud, CloudError, DeletionEvidence, HealthStatus, OpenStackClient, RebootType,
+    Server, ServerRef, health_report, resolve,
 };
 use openstack_sim::{
     Fault, FaultKind, LoggedRequest, NewCluster, NewNodeGroup, NewServer, Service, Sim, SimConfig,
@@ -678,7 +678,247 @@ async fn region_and_interface_select_the_endpoint() {
             .contains("no public compute endpoint in region RegionNine (it has: admin in RegionOne, internal in RegionOne, public in RegionOne)"),
         "{e}"
     );
-    assert_eq!(e.category(), "CloudConfigInvalid");
+    assert_eq!(e.category(), "CloudEndpointMissing");
+    assert!(!e.retryable());
+}
+
+const TWO: &str = "RegionTwo";
+
+async fn two_regions() -> Env {
+    env_with(SimConfig {
+        extra_regions: vec![TWO.into()],
+        transition_delay: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await
+}
+
+impl Env {
+    /// A client whose clouds.yaml says RegionOne, for the region a node's providerID names.
+    fn client_in(&self, region: &str) -> OpenStackClient {
+        OpenStackClient::from_clouds_yaml_in_region(
+            &self.password_yaml(PASSWORD),
+            "sim",
+            None,
+            region,
+            options(),
+            Metrics::default(),
+        )
+        .unwrap()
+    }
+}
+
+/// The providerID's region wins over the clouds.yaml's `region_name`: the server is where
+/// the cloud provider found it, and one Keystone serves every region.
+#[tokio::test]
+async fn a_provider_id_region_selects_that_regions_nova_over_region_name() {
+    let env = two_regions().await;
+    let one = env.server("worker-one");
+    let two = env.sim.create_server(NewServer {
+        name: "worker-two".into(),
+        image_id: IMAGE.into(),
+        flavor_id: "m1.small".into(),
+        region: Some(TWO.into()),
+        ..Default::default()
+    });
+    let in_two = env.client_in(TWO);
+    assert_eq!(in_two.region(), Some(TWO));
+    let default = env.client();
+    assert_eq!(default.region(), Some("RegionOne"));
+
+    assert_eq!(
+        in_two.server(&two).await.unwrap().map(|s| s.name),
+        Some("worker-two".to_string())
+    );
+    assert_eq!(
+        default.server(&two).await.unwrap(),
+        None,
+        "not in RegionOne"
+    );
+    // A server of RegionOne asked for in RegionTwo is a 404 there, and no deletion of it is
+    // on record there: the wrong region proves nothing.
+    assert_eq!(in_two.server(&one).await.unwrap(), None);
+    assert_eq!(
+        in_two.deletion_evidence(&one).await.unwrap(),
+        DeletionEvidence::UnknownServer
+    );
+    assert!(default.server(&one).await.unwrap().is_some());
+
+    in_two.stop(&two).await.unwrap();
+    wait_for(&in_two, &two, "off", |s| s.is_some_and(Server::is_off)).await;
+    let stops = env.requests(|r| r.action.as_deref() == Some("os-stop"));
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].region.as_deref(), Some(TWO));
+    assert!(
+        stops[0]
+            .path
+            .starts_with("/regions/RegionTwo/compute/v2.1/"),
+        "{}",
+        stops[0].path
+    );
+    assert!(
+        env.sim.server(&one).unwrap().running,
+        "RegionOne's server untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_region_missing_from_the_catalog_fails_every_call_clearly() {
+    let env = two_regions().await;
+    let id = env.server("worker");
+    let nowhere = env.client_in("RegionNine");
+    for e in [
+        expect_err(nowhere.server(&id)).await,
+        expect_err(nowhere.stop(&id)).await,
+        expect_err(nowhere.deletion_evidence(&id)).await,
+    ] {
+        let CloudError::EndpointMissing(message) = &e else {
+            panic!("EndpointMissing expected, got {e:?}");
+        };
+        assert_eq!(
+            message,
+            "the Keystone catalog has no public compute endpoint in region RegionNine (it has: \
+             admin in RegionOne, admin in RegionTwo, internal in RegionOne, internal in \
+             RegionTwo, public in RegionOne, public in RegionTwo); the region is the one the \
+             node's providerID names (cloud sim has region_name RegionOne)"
+        );
+        assert_eq!(e.category(), "CloudEndpointMissing");
+        assert!(!e.retryable() && !e.outcome_unknown());
+    }
+    assert!(
+        env.requests(|r| r.service == Service::Nova).is_empty(),
+        "nothing was sent to a Nova"
+    );
+}
+
+#[tokio::test]
+async fn deletion_evidence_from_novas_instance_actions() {
+    let env = env().await;
+    let cloud = env.client();
+
+    // The compute host carried the delete out.
+    let by_host = env.server("by-host");
+    cloud.delete(&by_host).await.unwrap();
+    wait_for(&cloud, &by_host, "gone", |s| s.is_none()).await;
+    assert_eq!(
+        cloud.deletion_evidence(&by_host).await.unwrap(),
+        DeletionEvidence::ComputeTerminated
+    );
+
+    // Its compute service is down: nova-api deletes it in its database, 404 at once, and
+    // records no delete; the guest may still run.
+    let local = env.server("local");
+    env.sim.host_down(&local);
+    cloud.delete(&local).await.unwrap();
+    assert_eq!(cloud.server(&local).await.unwrap(), None, "gone at once");
+    assert_eq!(
+        cloud.deletion_evidence(&local).await.unwrap(),
+        DeletionEvidence::NoDelete
+    );
+
+    // Never known to this Nova, or another project's.
+    let other = env.sim.add_project("other", "Default");
+    let theirs = env.sim.create_server(NewServer {
+        name: "theirs".into(),
+        project_id: Some(other),
+        ..Default::default()
+    });
+    for unknown in ["00000000-0000-4000-8000-000000000000", theirs.as_str()] {
+        assert_eq!(
+            cloud.deletion_evidence(unknown).await.unwrap(),
+            DeletionEvidence::UnknownServer,
+            "{unknown}"
+        );
+    }
+
+    // Instance actions are read at 2.51, everything else at 2.1.
+    let nova = env.requests(|r| r.service == Service::Nova);
+    assert!(
+        nova.iter()
+            .any(|r| r.path.contains("/os-instance-actions/"))
+    );
+    for r in nova {
+        let want = if r.path.contains("/os-instance-actions") {
+            "compute 2.51"
+        } else {
+            "compute 2.1"
+        };
+        assert_eq!(
+            r.api_version.as_deref(),
+            Some(want),
+            "{} {}",
+            r.method,
+            r.path
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delete_the_compute_host_failed_or_never_finished_is_no_evidence() {
+    // Transitions never finish on their own here: each state is set up by hand.
+    let env = env_with(SimConfig {
+        transition_delay: Duration::from_secs(600),
+        ..SimConfig::default()
+    })
+    .await;
+    let cloud = env.client();
+
+    // The host failed the delete (ERROR), then died; the next delete was local.
+    let failed = env.server("failed");
+    cloud.delete(&failed).await.unwrap();
+    env.sim.set_server_error(&failed);
+    env.sim.host_down(&failed);
+    cloud.delete(&failed).await.unwrap();
+    assert_eq!(cloud.server(&failed).await.unwrap(), None);
+    assert_eq!(
+        cloud.deletion_evidence(&failed).await.unwrap(),
+        DeletionEvidence::NotByCompute
+    );
+
+    // The host took the delete on and died before finishing; the next delete was local.
+    let unfinished = env.server("unfinished");
+    cloud.delete(&unfinished).await.unwrap();
+    env.sim.host_down(&unfinished);
+    cloud.delete(&unfinished).await.unwrap();
+    assert_eq!(cloud.server(&unfinished).await.unwrap(), None);
+    assert_eq!(
+        cloud.deletion_evidence(&unfinished).await.unwrap(),
+        DeletionEvidence::Terminating
+    );
+}
+
+#[tokio::test]
+async fn a_nova_older_than_2_51_is_refused_clearly() {
+    let env = env_with(SimConfig {
+        nova_max_minor: 50,
+        transition_delay: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await;
+    let id = env.server("worker");
+    let cloud = env.client();
+    assert!(
+        cloud.server(&id).await.unwrap().is_some(),
+        "2.1 still works"
+    );
+    let e = expect_err(cloud.deletion_evidence(&id)).await;
+    let CloudError::Unsupported {
+        operation, message, ..
+    } = &e
+    else {
+        panic!("Unsupported expected, got {e:?}");
+    };
+    assert_eq!(*operation, "server_actions_list");
+    assert!(message.contains("does not serve compute 2.51"), "{message}");
+    assert!(message.contains("maximum is 2.50"), "{message}");
+    assert_eq!(e.category(), "CloudFeatureUnsupported");
+    assert!(!e.retryable());
+    assert_eq!(
+        env.requests(|r| r.path.contains("os-instance-actions"))
+            .len(),
+        1,
+        "a refusal is not retried"
+    );
 }
 
 fn cluster_spec() -> NewCluster {

@@ -1,6 +1,12 @@
-//! OpenStack clients shared by the controllers: one per Secret version and cloud, so a token
-//! is reused across reconciles (and across controllers) and a changed Secret is picked up at
-//! once.
+//! OpenStack clients shared by the controllers: one per Secret version, cloud and region, so
+//! a token is reused across reconciles (and across controllers) and a changed Secret is
+//! picked up at once.
+//!
+//! The region is the clouds.yaml's `region_name`, or the one a node's providerID names
+//! (`openstack://<region>/<id>`): that one wins when they differ, because the server is
+//! where the cloud provider found it, and one Keystone (one clouds.yaml) serves all the
+//! regions of a cloud. A region the catalog has no endpoint in fails every call with
+//! `CloudEndpointMissing`, naming the region and the ones the catalog has.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +32,8 @@ struct CloudKey {
     key: String,
     cloud: String,
     resource_version: String,
+    /// None: the clouds.yaml's region.
+    region: Option<String>,
 }
 
 /// A Magnum cluster by the namespace of the template naming it and its name or uuid.
@@ -51,18 +59,21 @@ impl Clouds {
         }
     }
 
-    /// Placeholder until regions land (branch `cloud`).
+    /// The client for an `openstack` spec in `namespace`, from the Secret it names, in the
+    /// clouds.yaml's region.
+    pub async fn for_spec(&self, namespace: &str, spec: &OpenStackSpec) -> Result<Arc<dyn Cloud>> {
+        self.for_spec_in_region(namespace, spec, None).await
+    }
+
+    /// [`Clouds::for_spec`] in `region` (a node's providerID names it): the client's endpoints
+    /// are that region's from the Keystone catalog, whatever the clouds.yaml's `region_name`
+    /// says. None: the clouds.yaml's region.
     pub async fn for_spec_in_region(
         &self,
         namespace: &str,
         spec: &OpenStackSpec,
-        _region: Option<&str>,
+        region: Option<&str>,
     ) -> Result<Arc<dyn Cloud>> {
-        self.for_spec(namespace, spec).await
-    }
-
-    /// The client for an `openstack` spec in `namespace`, from the Secret it names.
-    pub async fn for_spec(&self, namespace: &str, spec: &OpenStackSpec) -> Result<Arc<dyn Cloud>> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         let secret_err = |message: String| Error::Secret {
             namespace: namespace.to_owned(),
@@ -79,6 +90,7 @@ impl Clouds {
             key: spec.cloud_secret_ref.key.clone(),
             cloud: spec.cloud.clone(),
             resource_version: secret.resource_version().unwrap_or_default(),
+            region: region.map(str::to_owned),
         };
         let mut clients = self.clients.lock().await;
         if let Some(cloud) = clients.get(&key) {
@@ -92,16 +104,31 @@ impl Clouds {
             .map_err(|_| secret_err(format!("key {:?} is not UTF-8", key.key)))?;
         // A CA bundle may sit beside clouds.yaml in the same Secret.
         let ca = data.get("cacert").map(|b| b.0.clone());
-        let client = OpenStackClient::from_clouds_yaml(
-            &yaml,
-            &key.cloud,
-            ca,
-            ClientOptions::default(),
-            self.metrics.clone(),
-        )?;
+        let client = match region {
+            None => OpenStackClient::from_clouds_yaml(
+                &yaml,
+                &key.cloud,
+                ca,
+                ClientOptions::default(),
+                self.metrics.clone(),
+            )?,
+            Some(region) => OpenStackClient::from_clouds_yaml_in_region(
+                &yaml,
+                &key.cloud,
+                ca,
+                region,
+                ClientOptions::default(),
+                self.metrics.clone(),
+            )?,
+        };
         let cloud: Arc<dyn Cloud> = Arc::new(client);
-        // Old versions of this Secret are not needed any more.
-        clients.retain(|k, _| !(k.namespace == key.namespace && k.secret == key.secret));
+        // Old versions of this Secret are not needed any more (its other regions' clients of
+        // this version are).
+        clients.retain(|k, _| {
+            !(k.namespace == key.namespace
+                && k.secret == key.secret
+                && k.resource_version != key.resource_version)
+        });
         clients.insert(key, cloud.clone());
         Ok(cloud)
     }

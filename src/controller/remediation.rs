@@ -766,11 +766,9 @@ async fn resolve_server(
         node: node_name.to_string(),
         message,
     };
-    let server = openstack::server_ref(node_name, provider_id.as_deref()).map_err(unmappable)?;
-    let region = provider_id
-        .as_deref()
-        .and_then(openstack::parse_provider_id)
-        .and_then(|p| p.region);
+    let location =
+        openstack::server_location(node_name, provider_id.as_deref()).map_err(unmappable)?;
+    let (server, region) = (location.server, location.region);
     match server {
         ServerRef::Id(id) => Ok((id, region)),
         ServerRef::Name(name) => {

@@ -71,12 +71,18 @@ pub(super) enum Service {
     Magnum,
 }
 
-/// Nova microversion 2.1 is the base every Nova since Liberty serves, and has all we read:
-/// `status`, `OS-EXT-STS:task_state|vm_state|power_state`, `image.id`, `metadata`, `updated`.
-/// Later microversions only add fields we do not use (2.47 embeds the flavor, 2.98 adds image
-/// properties); `image.id` is in every version (and `image` is `""` for servers booted from a
-/// volume, in every version too).
+/// Nova microversion 2.1 is the base every Nova since Liberty serves, and has all we read of
+/// servers: `status`, `OS-EXT-STS:task_state|vm_state|power_state`, `image.id`, `metadata`,
+/// `updated`. Later microversions only add fields we do not use (2.47 embeds the flavor,
+/// 2.98 adds image properties); `image.id` is in every version (and `image` is `""` for
+/// servers booted from a volume, in every version too). Server calls and actions use it.
 pub const NOVA_MICROVERSION: &str = "compute 2.1";
+/// The instance actions calls need 2.51 (Pike), and nothing later: 2.21 lists the actions of
+/// deleted servers, 2.51 shows a project member their events (without it only admins see
+/// them). Later versions add paging (2.58) and host ids (2.62) we do not need. A Nova older
+/// than that answers 406, which the client reports as [`CloudError::Unsupported`]; this is
+/// the highest microversion we ever send.
+pub const NOVA_INSTANCE_ACTIONS_MICROVERSION: &str = "compute 2.51";
 /// Magnum 1.9: resize (1.7) with `nodegroup`, and the nodegroups API (1.9). Train and later.
 pub const MAGNUM_API_VERSION: &str = "container-infra 1.9";
 
@@ -106,6 +112,8 @@ pub(super) struct Request {
     pub service: Service,
     /// The metric label and the name in messages, e.g. `server_stop`.
     pub operation: &'static str,
+    /// The `OpenStack-API-Version` header: the service's default unless the call needs more.
+    pub api_version: &'static str,
     pub method: Method,
     /// Appended to the catalog endpoint; starts with `/`; segments already escaped.
     pub path: String,
@@ -118,11 +126,18 @@ impl Request {
         Request {
             service,
             operation,
+            api_version: service.api_version(),
             method: Method::GET,
             path,
             query: Vec::new(),
             body: None,
         }
+    }
+
+    /// The same request at another microversion.
+    pub fn at(mut self, api_version: &'static str) -> Request {
+        self.api_version = api_version;
+        self
     }
 
     pub fn action(
@@ -135,6 +150,7 @@ impl Request {
         Request {
             service,
             operation,
+            api_version: service.api_version(),
             method,
             path,
             query: Vec::new(),
@@ -167,11 +183,20 @@ struct Failure {
     detail: String,
 }
 
+/// A region asked for instead of the clouds.yaml's.
+#[derive(Clone, Debug)]
+struct RegionOverride {
+    clouds_yaml_region: Option<String>,
+}
+
 /// A cloud's client: Keystone session plus Nova and Magnum calls. Share it as
 /// `Arc<dyn Cloud>`; every clone of the `Arc` uses the same token.
 pub struct OpenStackClient {
     http: reqwest::Client,
     config: CloudConfig,
+    /// Set when the region is not the clouds.yaml's but a node's (from its providerID): the
+    /// clouds.yaml's own `region_name`, for messages.
+    region_override: Option<RegionOverride>,
     identity_url: String,
     options: ClientOptions,
     metrics: Metrics,
@@ -186,6 +211,7 @@ impl std::fmt::Debug for OpenStackClient {
             .field("cloud", &self.config.name)
             .field("identity_url", &self.identity_url)
             .field("region", &self.config.region_name)
+            .field("region_from_provider_id", &self.region_override.is_some())
             .field("interface", &self.config.interface)
             .finish_non_exhaustive()
     }
@@ -236,6 +262,7 @@ impl OpenStackClient {
         Ok(OpenStackClient {
             http,
             config,
+            region_override: None,
             identity_url,
             options,
             metrics,
@@ -243,22 +270,67 @@ impl OpenStackClient {
         })
     }
 
+    /// A client for `config` whose endpoints are those of `region` (a node's providerID
+    /// names it), whatever `config.region_name` says: the server is where its providerID
+    /// says, and one Keystone serves every region of a cloud.
+    pub fn new_in_region(
+        mut config: CloudConfig,
+        region: &str,
+        options: ClientOptions,
+        metrics: Metrics,
+    ) -> Result<Self> {
+        let clouds_yaml_region = config.region_name.replace(region.to_string());
+        if clouds_yaml_region.as_deref().is_some_and(|r| r != region) {
+            tracing::debug!(
+                cloud = %config.name,
+                region,
+                clouds_yaml_region = clouds_yaml_region.as_deref(),
+                "using the providerID's region, not the clouds.yaml's"
+            );
+        }
+        let mut client = OpenStackClient::new(config, options, metrics)?;
+        client.region_override = Some(RegionOverride { clouds_yaml_region });
+        Ok(client)
+    }
+
     /// The cloud's configuration (its `Debug` hides the secrets).
     pub fn config(&self) -> &CloudConfig {
         &self.config
+    }
+
+    /// The region whose endpoints this client uses; None: the catalog's only one.
+    pub fn region(&self) -> Option<&str> {
+        self.config.region_name.as_deref()
+    }
+
+    /// `service_type`'s endpoint in our region; a miss says where the region came from.
+    fn endpoint(&self, session: &Session, service_type: &str) -> Result<String> {
+        keystone::select_endpoint(
+            &session.catalog,
+            service_type,
+            self.config.interface,
+            self.config.region_name.as_deref(),
+        )
+        .map_err(|e| match (e, &self.region_override) {
+            (CloudError::EndpointMissing(message), Some(o)) => {
+                CloudError::EndpointMissing(format!(
+                    "{message}; the region is the one the node's providerID names{}",
+                    o.clouds_yaml_region
+                        .as_deref()
+                        .map(|r| format!(" (cloud {} has region_name {r})", self.config.name))
+                        .unwrap_or_default()
+                ))
+            }
+            (e, _) => e,
+        })
     }
 
     /// Gets a token now (or reuses the current one): checks the credentials and the catalog
     /// up front, e.g. when a Secret changes.
     pub async fn authenticate(&self) -> Result<()> {
         let session = self.session().await?;
-        keystone::select_endpoint(
-            &session.catalog,
-            Service::Nova.catalog_type(),
-            self.config.interface,
-            self.config.region_name.as_deref(),
-        )
-        .map(drop)
+        self.endpoint(&session, Service::Nova.catalog_type())
+            .map(drop)
     }
 
     /// The current session, authenticating when there is none or it is about to expire.
@@ -391,18 +463,13 @@ impl OpenStackClient {
         let mut reauthenticated = false;
         loop {
             let session = self.session().await?;
-            let base = keystone::select_endpoint(
-                &session.catalog,
-                req.service.catalog_type(),
-                self.config.interface,
-                self.config.region_name.as_deref(),
-            )?;
+            let base = self.endpoint(&session, req.service.catalog_type())?;
             let url = format!("{base}{}", req.path);
             let mut builder = self
                 .http
                 .request(req.method.clone(), &url)
                 .header("X-Auth-Token", session.token.expose())
-                .header("OpenStack-API-Version", req.service.api_version())
+                .header("OpenStack-API-Version", req.api_version)
                 .header(ACCEPT, "application/json");
             if !req.query.is_empty() {
                 builder = builder.query(&req.query);
@@ -582,6 +649,12 @@ fn status_error(req: &Request, status: StatusCode, message: String) -> CloudErro
             service,
             operation,
             message,
+        },
+        // Nova and Magnum answer 406 to a microversion they do not serve.
+        406 => CloudError::Unsupported {
+            service,
+            operation,
+            message: format!("the service does not serve {}: {message}", req.api_version),
         },
         s if is_transient(status) => CloudError::Unavailable {
             service,

@@ -6,10 +6,27 @@
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
     /// The clouds.yaml or the client options cannot work as written (a missing field, an
-    /// unknown cloud, no usable credentials, a service missing from the catalog). Nothing
+    /// unknown cloud, no usable credentials, several regions and no `region_name`). Nothing
     /// changes until someone fixes the input.
     #[error("OpenStack configuration: {0}")]
     Config(String),
+
+    /// The Keystone catalog has no endpoint for a service in the interface and region asked
+    /// for (the clouds.yaml's `region_name`, or the region a node's providerID names). The
+    /// message names the region and what the catalog has. Nothing changes until the catalog,
+    /// the credentials' project or the node does.
+    #[error("{0}")]
+    EndpointMissing(String),
+
+    /// This cloud cannot do what a feature needs: Nova does not serve the microversion (for
+    /// instance action events, 2.51), or its policy hides what we must read. Nothing changes
+    /// until the cloud does.
+    #[error("{service} {operation}: not supported by this cloud: {message}")]
+    Unsupported {
+        service: &'static str,
+        operation: &'static str,
+        message: String,
+    },
 
     /// Keystone refused the credentials, or a service refused a token Keystone just issued.
     #[error("{service} {operation}: authentication failed{}: {message}", http(*status))]
@@ -86,6 +103,8 @@ impl CloudError {
     pub fn category(&self) -> &'static str {
         match self {
             CloudError::Config(_) => "CloudConfigInvalid",
+            CloudError::EndpointMissing(_) => "CloudEndpointMissing",
+            CloudError::Unsupported { .. } => "CloudFeatureUnsupported",
             CloudError::Auth { .. } => "CloudAuthFailed",
             CloudError::NotFound { .. } => "CloudNotFound",
             CloudError::Conflict { .. } => "CloudConflict",

@@ -137,7 +137,7 @@ pub(crate) fn select_endpoint(
         let mut present: Vec<&str> = catalog.iter().map(|e| e.service_type.as_str()).collect();
         present.sort();
         present.dedup();
-        return Err(CloudError::Config(format!(
+        return Err(CloudError::EndpointMissing(format!(
             "the Keystone catalog has no {service_type} service (it has: {})",
             present.join(", ")
         )));
@@ -159,7 +159,7 @@ pub(crate) fn select_endpoint(
         all.join(", ")
     };
     let Some(first) = candidates.first() else {
-        return Err(CloudError::Config(format!(
+        return Err(CloudError::EndpointMissing(format!(
             "the Keystone catalog has no {} {service_type} endpoint{} (it has: {})",
             interface.as_str(),
             region

@@ -4,7 +4,7 @@
 //! # Why our own small client, not `openstack_sdk`
 //!
 //! `openstack_sdk` (0.22, OpenStack's own Rust SDK) covers clouds.yaml, every auth plugin and
-//! every service, and it is async on tokio. We use eight Nova calls, four Magnum calls and one
+//! every service, and it is async on tokio. We use ten Nova calls, four Magnum calls and one
 //! Keystone call, and for those the SDK costs more than it gives:
 //!
 //! - **Weight and TLS.** Its default features pull in every service crate and a dozen auth
@@ -41,12 +41,18 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-pub use client::{ClientOptions, MAGNUM_API_VERSION, NOVA_MICROVERSION, OpenStackClient};
+pub use client::{
+    ClientOptions, MAGNUM_API_VERSION, NOVA_INSTANCE_ACTIONS_MICROVERSION, NOVA_MICROVERSION,
+    OpenStackClient,
+};
 pub use clouds::{CloudConfig, Credentials, Interface, Secret};
 pub use error::{CloudError, Result};
 pub use magnum::{AUTO_HEALING_LABEL, Cluster, HealthStatus, NodeGroup, health_report};
 pub use nova::{PowerState, RebootType, Server, status};
-pub use provider_id::{ServerRef, parse_provider_id, server_id_from_provider_id, server_ref};
+pub use provider_id::{
+    ServerLocation, ServerRef, parse_provider_id, server_id_from_provider_id, server_location,
+    server_ref,
+};
 
 /// What Nova's instance actions say about how a server that now answers 404 was deleted.
 /// Only [`DeletionEvidence::ComputeTerminated`] shows that the guest stopped: Nova deletes an
@@ -102,7 +108,7 @@ pub trait Cloud: Send + Sync {
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// How the server `id` was deleted, from its instance actions; ask once it answers 404.
     /// Fails with [`CloudError::Unsupported`] when this Nova cannot show a project member the
-    /// actions' events (older than microversion 2.51, or a policy hides them).
+    /// actions' events (it is older than microversion 2.51).
     fn deletion_evidence<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<DeletionEvidence>>;
     /// The Magnum cluster by uuid or name.
     fn cluster<'a>(&'a self, id_or_name: &'a str) -> BoxFuture<'a, Result<Cluster>>;
@@ -149,6 +155,24 @@ impl OpenStackClient {
             metrics,
         )
     }
+
+    /// [`OpenStackClient::from_clouds_yaml`] in `region` instead of the clouds.yaml's
+    /// `region_name`; see [`OpenStackClient::new_in_region`].
+    pub fn from_clouds_yaml_in_region(
+        yaml: &str,
+        cloud: &str,
+        ca_pem: Option<Vec<u8>>,
+        region: &str,
+        options: ClientOptions,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<Self> {
+        OpenStackClient::new_in_region(
+            CloudConfig::from_clouds_yaml(yaml, cloud, ca_pem)?,
+            region,
+            options,
+            metrics,
+        )
+    }
 }
 
 impl Cloud for OpenStackClient {
@@ -176,9 +200,8 @@ impl Cloud for OpenStackClient {
     fn delete<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(nova::delete(self, id))
     }
-    fn deletion_evidence<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<DeletionEvidence>> {
-        // Placeholder until the instance-actions client lands (branch `cloud`).
-        Box::pin(async { Ok(DeletionEvidence::UnknownServer) })
+    fn deletion_evidence<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<DeletionEvidence>> {
+        Box::pin(nova::deletion_evidence(self, id))
     }
     fn cluster<'a>(&'a self, id_or_name: &'a str) -> BoxFuture<'a, Result<Cluster>> {
         Box::pin(magnum::cluster(self, id_or_name))

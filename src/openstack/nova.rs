@@ -8,7 +8,10 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::client::{OpenStackClient, Request, Service, parse_json, segment};
+use super::DeletionEvidence;
+use super::client::{
+    NOVA_INSTANCE_ACTIONS_MICROVERSION, OpenStackClient, Request, Service, parse_json, segment,
+};
 use super::error::{CloudError, Result};
 
 /// A Nova server, as the remediation needs it.
@@ -279,6 +282,104 @@ pub(super) async fn delete(client: &OpenStackClient, id: &str) -> Result<()> {
     client.call(&req).await.map(drop)
 }
 
+#[derive(Deserialize)]
+struct ActionList {
+    #[serde(rename = "instanceActions")]
+    actions: Vec<ActionWire>,
+}
+
+#[derive(Deserialize)]
+struct ActionEnvelope {
+    #[serde(rename = "instanceAction")]
+    action: ActionWire,
+}
+
+#[derive(Deserialize)]
+struct ActionWire {
+    action: String,
+    request_id: String,
+    /// Absent when Nova does not show the caller the events (before 2.51 for a project
+    /// member); always absent in the list.
+    #[serde(default)]
+    events: Option<Vec<EventWire>>,
+}
+
+#[derive(Deserialize)]
+struct EventWire {
+    event: String,
+    /// `Success`, `Error`, or null while the event runs.
+    #[serde(default)]
+    result: Option<String>,
+}
+
+/// The compute host's event for a delete it carries out (`terminate_instance`, wrapped by
+/// `wrap_instance_event(prefix='compute')`).
+const TERMINATE_EVENT: &str = "compute_terminate_instance";
+
+/// How a server that answers 404 was deleted: see [`DeletionEvidence`]. Reads the actions
+/// (one request), then each `delete` action's events (one more per delete, usually one).
+pub(super) async fn deletion_evidence(
+    client: &OpenStackClient,
+    id: &str,
+) -> Result<DeletionEvidence> {
+    const LIST: &str = "server_actions_list";
+    const SHOW: &str = "server_action_show";
+    let path = format!("/servers/{}/os-instance-actions", segment(id));
+    let list =
+        Request::get(Service::Nova, LIST, path.clone()).at(NOVA_INSTANCE_ACTIONS_MICROVERSION);
+    let actions: ActionList = match client.call(&list).await {
+        Ok(answer) => parse_json("nova", LIST, &answer.body)?,
+        // Nova looks the instance up (deleted ones included from 2.21) before its actions.
+        Err(CloudError::NotFound { .. }) => return Ok(DeletionEvidence::UnknownServer),
+        Err(e) => return Err(e),
+    };
+    let mut events_of_deletes = Vec::new();
+    for delete in actions.actions.iter().filter(|a| a.action == "delete") {
+        let show = Request::get(
+            Service::Nova,
+            SHOW,
+            format!("{path}/{}", segment(&delete.request_id)),
+        )
+        .at(NOVA_INSTANCE_ACTIONS_MICROVERSION);
+        let answer = client.call(&show).await?;
+        let envelope: ActionEnvelope = parse_json("nova", SHOW, &answer.body)?;
+        let events = envelope
+            .action
+            .events
+            .ok_or_else(|| CloudError::Unsupported {
+                service: "nova",
+                operation: SHOW,
+                message: format!(
+                    "Nova answered action {} of server {id} without its events: it does not \
+                     honour {} (from 2.51 Nova shows its events to whoever may read an action)",
+                    delete.request_id, NOVA_INSTANCE_ACTIONS_MICROVERSION
+                ),
+            })?;
+        events_of_deletes.push(events);
+    }
+    Ok(classify_deletes(&events_of_deletes))
+}
+
+/// The evidence in the events of every `delete` action of a server.
+fn classify_deletes(deletes: &[Vec<EventWire>]) -> DeletionEvidence {
+    if deletes.is_empty() {
+        return DeletionEvidence::NoDelete;
+    }
+    let terminate = || {
+        deletes
+            .iter()
+            .flatten()
+            .filter(|e| e.event == TERMINATE_EVENT)
+    };
+    if terminate().any(|e| e.result.as_deref() == Some("Success")) {
+        DeletionEvidence::ComputeTerminated
+    } else if terminate().any(|e| e.result.is_none()) {
+        DeletionEvidence::Terminating
+    } else {
+        DeletionEvidence::NotByCompute
+    }
+}
+
 /// Escapes the characters that mean something in a POSIX or Python regular expression.
 fn escape_regex(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -334,6 +435,47 @@ mod tests {
         assert_eq!(s.image_id, None);
         assert!(s.is_off());
         assert_eq!(s.power_state, Some(PowerState::Shutdown));
+    }
+
+    #[test]
+    fn deletes_are_evidence_only_when_the_compute_host_terminated_the_guest() {
+        let event = |event: &str, result: Option<&str>| EventWire {
+            event: event.into(),
+            result: result.map(str::to_string),
+        };
+        let terminated = || event(TERMINATE_EVENT, Some("Success"));
+        let cases: Vec<(Vec<Vec<EventWire>>, DeletionEvidence)> = vec![
+            (vec![], DeletionEvidence::NoDelete),
+            (vec![vec![]], DeletionEvidence::NotByCompute),
+            (
+                vec![vec![terminated()]],
+                DeletionEvidence::ComputeTerminated,
+            ),
+            (
+                vec![vec![event(TERMINATE_EVENT, Some("Error"))]],
+                DeletionEvidence::NotByCompute,
+            ),
+            (
+                vec![vec![event(TERMINATE_EVENT, None)]],
+                DeletionEvidence::Terminating,
+            ),
+            // Another event's success is not the compute host's delete.
+            (
+                vec![vec![event("compute_stop_instance", Some("Success"))]],
+                DeletionEvidence::NotByCompute,
+            ),
+            // A delete that failed, then one the compute host carried out.
+            (
+                vec![
+                    vec![terminated()],
+                    vec![event(TERMINATE_EVENT, Some("Error"))],
+                ],
+                DeletionEvidence::ComputeTerminated,
+            ),
+        ];
+        for (deletes, want) in cases {
+            assert_eq!(classify_deletes(&deletes), want);
+        }
     }
 
     #[test]

@@ -23,6 +23,16 @@ impl fmt::Display for ServerRef {
     }
 }
 
+/// Where a node's server is: how to find it, and the region its providerID names (None: the
+/// clouds.yaml's region). Build the client for that region with
+/// `Clouds::for_spec_in_region`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerLocation {
+    pub server: ServerRef,
+    /// The `<region>` of `openstack://<region>/<id>`.
+    pub region: Option<String>,
+}
+
 /// A parsed OpenStack providerID.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderId {
@@ -56,11 +66,28 @@ pub fn server_id_from_provider_id(provider_id: &str) -> Option<String> {
 /// absent providerID falls back to the node's name; a providerID that is not a well-formed
 /// OpenStack one is an error (the message says why), never a fallback.
 pub fn server_ref(node_name: &str, provider_id: Option<&str>) -> Result<ServerRef, String> {
+    server_location(node_name, provider_id).map(|l| l.server)
+}
+
+/// [`server_ref`] with the region the providerID names: `openstack://RegionTwo/<id>` is
+/// server `<id>` in RegionTwo, `openstack:///<id>` and a node found by name are in the
+/// clouds.yaml's region.
+pub fn server_location(
+    node_name: &str,
+    provider_id: Option<&str>,
+) -> Result<ServerLocation, String> {
+    let in_default_region = |server| ServerLocation {
+        server,
+        region: None,
+    };
     match provider_id.map(str::trim).filter(|p| !p.is_empty()) {
         None if node_name.is_empty() => Err("the node has neither a providerID nor a name".into()),
-        None => Ok(ServerRef::Name(node_name.to_string())),
-        Some(p) => match server_id_from_provider_id(p) {
-            Some(id) => Ok(ServerRef::Id(id)),
+        None => Ok(in_default_region(ServerRef::Name(node_name.to_string()))),
+        Some(p) => match parse_provider_id(p) {
+            Some(parsed) => Ok(ServerLocation {
+                server: ServerRef::Id(parsed.server_id),
+                region: parsed.region,
+            }),
             None if p.starts_with(SCHEME) => Err(format!(
                 "providerID {p:?} is not openstack:///<server-uuid> or \
                  openstack://<region>/<server-uuid>"
@@ -159,5 +186,31 @@ mod tests {
         let e = server_ref("worker-1", Some("aws:///zone/i-1")).unwrap_err();
         assert!(e.contains("not an OpenStack one"), "{e}");
         assert!(server_ref("", None).is_err());
+    }
+
+    #[test]
+    fn the_provider_ids_region_is_where_the_server_is() {
+        let in_two = format!("openstack://RegionTwo/{ID}");
+        assert_eq!(
+            server_location("worker-1", Some(&in_two)),
+            Ok(ServerLocation {
+                server: ServerRef::Id(ID.into()),
+                region: Some("RegionTwo".into()),
+            })
+        );
+        // No region in the providerID, or no providerID: the clouds.yaml's region.
+        for provider_id in [Some(format!("openstack:///{ID}")), None] {
+            assert_eq!(
+                server_location("worker-1", provider_id.as_deref())
+                    .unwrap()
+                    .region,
+                None
+            );
+        }
+        assert_eq!(
+            server_ref("worker-1", Some(&in_two)),
+            Ok(ServerRef::Id(ID.into()))
+        );
+        assert!(server_location("worker-1", Some("openstack://RegionTwo/junk")).is_err());
     }
 }

@@ -4,6 +4,10 @@
 //! - `GET /_sim/servers`, `GET /_sim/servers/{id}`: [`crate::ServerView`]s
 //! - `POST /_sim/servers/{id}/crash`, `/host-down`, `/host-up`, `/error`: 204
 //! - `POST /_sim/servers/{id}/refuse-power-off` with `{"refuse": true|false}` (no body: true)
+//! - `GET /_sim/servers/{id}/actions`: its [`crate::InstanceActionView`]s, deleted servers
+//!   included
+//! - `POST /_sim/hosts/{host}/down`, `/up`: every server on compute host `host` (see
+//!   [`crate::ServerView::host`]) loses its hypervisor or gets it back; `{"servers": n}`
 //! - `GET /_sim/requests` (the request log), `DELETE /_sim/requests` (clears it)
 //! - `GET /_sim/faults`, `POST /_sim/faults` with a [`crate::Fault`] (201 `{"id": n}`),
 //!   `DELETE /_sim/faults`
@@ -26,6 +30,8 @@ pub(crate) fn router() -> Router<Sim> {
         .route("/_sim/servers", get(servers))
         .route("/_sim/servers/{id}", get(server))
         .route("/_sim/servers/{id}/{verb}", post(server_verb))
+        .route("/_sim/servers/{id}/actions", get(instance_actions))
+        .route("/_sim/hosts/{host}/{verb}", post(host_verb))
         .route("/_sim/requests", get(requests).delete(clear_requests))
         .route(
             "/_sim/faults",
@@ -87,6 +93,23 @@ async fn server_verb(
         other => return error(StatusCode::NOT_FOUND, &format!("no server action {other}")),
     }
     StatusCode::NO_CONTENT.into_response()
+}
+
+async fn instance_actions(State(sim): State<Sim>, Path(id): Path<String>) -> Response {
+    match sim.instance_actions(&id) {
+        Some(actions) => Json(actions).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("no server {id}, ever")),
+    }
+}
+
+async fn host_verb(State(sim): State<Sim>, Path((host, verb)): Path<(String, String)>) -> Response {
+    let down = match verb.as_str() {
+        "down" => true,
+        "up" => false,
+        other => return error(StatusCode::NOT_FOUND, &format!("no host action {other}")),
+    };
+    let servers = sim.compute_host_down(&host, down);
+    Json(json!({"host": host, "down": down, "servers": servers})).into_response()
 }
 
 async fn requests(State(sim): State<Sim>) -> Response {

@@ -25,6 +25,8 @@ pub enum Service {
 
 impl Service {
     pub fn of_path(path: &str) -> Option<Service> {
+        // An extra region's endpoints: `/regions/<region>/compute/...`.
+        let path = crate::requests::split_region(path).map_or(path, |(_, rest)| rest);
         let under = |prefix: &str| path == prefix || path.starts_with(&format!("{prefix}/"));
         if under("/identity") {
             Some(Service::Keystone)

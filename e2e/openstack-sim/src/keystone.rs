@@ -217,36 +217,44 @@ fn authenticate(st: &Cloud, body: &Value) -> Result<Authenticated, Refusal> {
     })
 }
 
-fn catalog(sim: &Sim, region: &str) -> Value {
+/// The catalog: identity in every region (one Keystone), compute in every region (each its
+/// own Nova: the first at `/compute/v2.1`, the others under `/regions/<region>`), Magnum
+/// in the first region only.
+fn catalog(sim: &Sim) -> Value {
     let base = sim.base_url();
     let ids = sim.ids();
-    let services = [
-        ("identity", "keystone", format!("{base}/identity")),
-        ("compute", "nova", format!("{base}/compute/v2.1")),
-        (
-            "container-infra",
-            "magnum",
-            format!("{base}/container-infra/v1"),
-        ),
-    ];
-    let entries: Vec<Value> = services
+    let regions = sim.config().regions();
+    let compute_url = |i: usize, region: &str| {
+        if i == 0 {
+            format!("{base}/compute/v2.1")
+        } else {
+            format!("{base}/regions/{region}/compute/v2.1")
+        }
+    };
+    let entries: Vec<Value> = ["identity", "compute", "container-infra"]
         .iter()
         .enumerate()
-        .map(|(i, (kind, name, url))| {
-            let endpoints: Vec<Value> = ["public", "internal", "admin"]
-                .iter()
-                .enumerate()
-                .map(|(j, interface)| {
-                    json!({
-                        "id": ids.endpoints[i][j],
+        .map(|(service, kind)| {
+            let mut endpoints = Vec::new();
+            for (r, region) in regions.iter().enumerate() {
+                let url = match *kind {
+                    "identity" => format!("{base}/identity"),
+                    "compute" => compute_url(r, region),
+                    _ if r == 0 => format!("{base}/container-infra/v1"),
+                    _ => continue,
+                };
+                for (j, interface) in ["public", "internal", "admin"].iter().enumerate() {
+                    endpoints.push(json!({
+                        "id": ids.endpoints[service][r][j],
                         "interface": interface,
                         "region": region,
                         "region_id": region,
                         "url": url,
-                    })
-                })
-                .collect();
-            json!({"endpoints": endpoints, "id": ids.services[i], "type": kind, "name": name})
+                    }));
+                }
+            }
+            let name = ["keystone", "nova", "magnum"][service];
+            json!({"endpoints": endpoints, "id": ids.services[service], "type": kind, "name": name})
         })
         .collect();
     Value::Array(entries)
@@ -276,7 +284,7 @@ fn token_body(sim: &Sim, st: &Cloud, t: &Token, with_catalog: bool) -> Option<Va
         "roles": [{"id": ids.roles[0], "name": "member"}, {"id": ids.roles[1], "name": "reader"}],
     });
     if with_catalog {
-        token["catalog"] = catalog(sim, &st.config.region);
+        token["catalog"] = catalog(sim);
     }
     if let Some(cred) = t.app_cred_id.as_ref().and_then(|id| st.app_creds.get(id)) {
         token["application_credential"] =

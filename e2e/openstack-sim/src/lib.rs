@@ -17,16 +17,20 @@
 //!
 //! Besides Nova's own view, each server has what only the simulator knows: whether its
 //! guest really runs ([`ServerView::running`]) and whether its hypervisor is down. Failures
-//! are injected with [`Sim::crash_server`], [`Sim::host_down`], [`Sim::refuse_power_off`]
-//! and [`Fault`]s (errors, latency, hangs), from Rust or through the `/_sim` control
-//! endpoint. [`Sim::watch_servers`] publishes a snapshot whenever a server changes, which
+//! are injected with [`Sim::crash_server`], [`Sim::host_down`], [`Sim::compute_host_down`],
+//! [`Sim::refuse_power_off`] and [`Fault`]s (errors, latency, hangs), from Rust or through
+//! the `/_sim` control endpoint. Nova's instance actions are recorded as Nova records them
+//! (nova-api when it accepts an action, the compute host's events when it works on it; none
+//! for a local delete) and kept after a server is deleted. [`Sim::watch_servers`] publishes a snapshot whenever a server changes, which
 //! is what the test bed's kubelet link follows.
 //!
 //! # Routes (under [`Sim::base_url`])
 //!
 //! - `/identity/v3/auth/tokens` (POST, GET, DELETE), `/identity`, `/identity/v3`
 //! - `/compute`, `/compute/v2.1`, `/compute/v2.1/servers[/detail]`,
-//!   `/compute/v2.1/servers/{id}` (GET, DELETE), `/compute/v2.1/servers/{id}/action`
+//!   `/compute/v2.1/servers/{id}` (GET, DELETE), `/compute/v2.1/servers/{id}/action`,
+//!   `/compute/v2.1/servers/{id}/os-instance-actions[/{request_id}]`; the same under
+//!   `/regions/<region>` for each of [`SimConfig::extra_regions`]
 //! - `/container-infra`, `/container-infra/v1`, `/container-infra/v1/clusters[/{id}]` (GET,
 //!   PATCH), `.../clusters/{id}/nodegroups[/{ng}]`, `.../clusters/{id}/actions/resize`
 //! - `/_sim/...`: see `control.rs`.
@@ -55,8 +59,8 @@ use tokio::sync::{Notify, watch};
 pub use faults::{Fault, FaultKind, HANG_LIMIT, Service};
 pub use requests::{LOG_LIMIT, LoggedRequest};
 pub use state::{
-    BusyClusterPolicy, ClusterView, NewCluster, NewNodeGroup, NewServer, NodeGroupView, ServerView,
-    power_state,
+    ActionEventView, BusyClusterPolicy, ClusterView, InstanceActionView, NewCluster, NewNodeGroup,
+    NewServer, NodeGroupView, ServerView, power_state,
 };
 
 use state::State;
@@ -68,8 +72,12 @@ pub const MAGNUM_MAX_VERSION: &str = "1.10";
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
-    /// The region of every catalog endpoint.
+    /// The first region: Keystone, Magnum and the Nova at `/compute/v2.1` are in it.
     pub region: String,
+    /// More regions, each with a Nova of its own at `/regions/<region>/compute/v2.1` whose
+    /// servers are its own (a server of one region is a 404 in another). Keystone lists the
+    /// identity endpoint in each; Magnum is only in the first.
+    pub extra_regions: Vec<String>,
     /// How long a Keystone token is valid.
     pub token_ttl: Duration,
     /// How long a Nova or Magnum transition takes (stop, start, reboot, rebuild, delete,
@@ -82,18 +90,32 @@ pub struct SimConfig {
     pub busy_cluster_updates: BusyClusterPolicy,
     /// The availability zone servers report.
     pub availability_zone: String,
+    /// Nova serves microversions 2.1 to 2.this (at most [`NOVA_MAX_MICROVERSION`]'s): a
+    /// lower one plays an older Nova, which answers 406 to anything newer.
+    pub nova_max_minor: u16,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             region: "RegionOne".into(),
+            extra_regions: Vec::new(),
             token_ttl: Duration::from_secs(3600),
             transition_delay: Duration::from_millis(300),
             power_sync_delay: Duration::ZERO,
             busy_cluster_updates: BusyClusterPolicy::default(),
             availability_zone: "nova".into(),
+            nova_max_minor: nova::MAX_MINOR,
         }
+    }
+}
+
+impl SimConfig {
+    /// Every region, the first one first.
+    pub fn regions(&self) -> Vec<String> {
+        std::iter::once(self.region.clone())
+            .chain(self.extra_regions.iter().cloned())
+            .collect()
     }
 }
 
@@ -101,16 +123,20 @@ impl Default for SimConfig {
 /// roles.
 pub(crate) struct Ids {
     pub services: [String; 3],
-    pub endpoints: [[String; 3]; 3],
+    /// By service (as `services`), region (as [`SimConfig::regions`]) and interface
+    /// (public, internal, admin).
+    pub endpoints: Vec<Vec<[String; 3]>>,
     pub roles: [String; 2],
 }
 
 impl Ids {
-    fn new() -> Ids {
+    fn new(regions: usize) -> Ids {
         let id = || uuid::Uuid::new_v4().simple().to_string();
         Ids {
             services: [id(), id(), id()],
-            endpoints: [[id(), id(), id()], [id(), id(), id()], [id(), id(), id()]],
+            endpoints: (0..3)
+                .map(|_| (0..regions).map(|_| [id(), id(), id()]).collect())
+                .collect(),
             roles: [id(), id()],
         }
     }
@@ -139,12 +165,12 @@ impl Sim {
         Sim {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::new(config.clone())),
-                config,
+                config: config.clone(),
                 servers_tx,
                 clock: Notify::new(),
                 clock_started: AtomicBool::new(false),
                 base_url: OnceLock::new(),
-                ids: Ids::new(),
+                ids: Ids::new(config.regions().len()),
             }),
         }
     }
@@ -228,9 +254,23 @@ impl Sim {
 
     // --- compute -------------------------------------------------------------------------
 
-    /// Creates an ACTIVE, running server.
+    /// Creates an ACTIVE, running server (in `spec.region`, the first region if None), with
+    /// its `create` instance action.
+    ///
+    /// # Panics
+    /// If `spec.region` is not one of the simulator's regions: a mistake in the test's set-up.
     pub fn create_server(&self, spec: NewServer) -> String {
-        self.with(|st| st.create_server(spec, None, false))
+        let actor = state::Actor::internal(state::OPERATOR_USER);
+        self.with(|st| st.create_server(spec, None, false, &actor))
+    }
+
+    /// The instance actions Nova holds for server `id` (deleted or not), oldest first,
+    /// events included; None if Nova never knew it.
+    pub fn instance_actions(&self, id: &str) -> Option<Vec<InstanceActionView>> {
+        self.read(|st| {
+            st.instance_actions(id)
+                .map(|actions| actions.iter().map(|a| a.view()).collect())
+        })
     }
 
     pub fn server(&self, id: &str) -> Option<ServerView> {
@@ -263,22 +303,26 @@ impl Sim {
     /// with its default `shelved_offload_time = 0`, offloads it: `SHELVED_OFFLOADED` after
     /// the usual transition delay. Returns Nova's refusal, e.g. for a server that is busy.
     pub fn shelve_server(&self, id: &str) -> Result<(), String> {
-        self.with(|st| st.server_action(id, state::ServerAction::Shelve, Instant::now()))
+        let actor = state::Actor::internal(state::OPERATOR_USER);
+        self.with(|st| st.server_action(id, state::ServerAction::Shelve, Instant::now(), &actor))
             .map_err(|e| e.to_string())
     }
 
     /// A Nova operation fails and leaves the server in ERROR (vm_state `error`); the
-    /// guest's power is unchanged. Stop, hard reboot, rebuild and delete are allowed from
-    /// there, as in Nova.
+    /// guest's power is unchanged. The operation in progress (a delete too) stops there and
+    /// its instance action event ends in `Error`. Stop, hard reboot, rebuild and delete are
+    /// allowed from there, as in Nova.
     pub fn set_server_error(&self, id: &str) {
         if !self.with(|st| st.set_error(id)) {
             tracing::warn!(server = id, "set_server_error: no such server");
         }
     }
 
-    /// The hypervisor fails: the guest no longer runs but Nova still says ACTIVE; actions
-    /// are accepted and never complete (e.g. `os-stop` stays in `powering-off`); DELETE is
-    /// a local delete in nova-api and succeeds at once.
+    /// The server's hypervisor fails (its nova-compute service is down): the guest no
+    /// longer runs but Nova still says ACTIVE; actions are accepted, recorded as instance
+    /// actions without an event, and never complete (e.g. `os-stop` stays in
+    /// `powering-off`); DELETE is a local delete in nova-api: 404 at once, and no instance
+    /// action recorded.
     pub fn host_down(&self, id: &str) {
         if !self.with(|st| st.set_host_down(id, true, Instant::now())) {
             tracing::warn!(server = id, "host_down: no such server");
@@ -291,6 +335,14 @@ impl Sim {
         if !self.with(|st| st.set_host_down(id, false, Instant::now())) {
             tracing::warn!(server = id, "host_up: no such server");
         }
+    }
+
+    /// Compute host `host` (servers report it in [`ServerView::host`]: `compute-0` ..
+    /// `compute-2`) goes down, or comes back: [`Sim::host_down`] / [`Sim::host_up`] for every
+    /// server on it, and no new server is placed there while it is down. Returns how many
+    /// servers it holds.
+    pub fn compute_host_down(&self, host: &str, down: bool) -> usize {
+        self.with(|st| st.set_compute_host_down(host, down, Instant::now()))
     }
 
     /// While set, `os-stop` is accepted (202) but the server never leaves ACTIVE: after the
@@ -450,17 +502,21 @@ impl Sim {
     }
 
     fn router(&self) -> Router {
-        Router::new()
+        let routes = Router::new()
             .merge(keystone::router())
             .merge(nova::router(self.clone()))
             .merge(magnum::router(self.clone()))
             .merge(control::router())
             .fallback(requests::not_found)
+            .with_state(self.clone());
+        // `observe` wraps the routes rather than being their layer: it may rewrite an extra
+        // region's path, which must happen before the routes are matched.
+        Router::new()
+            .fallback_service(routes)
             .layer(axum::middleware::from_fn_with_state(
                 self.clone(),
                 requests::observe,
             ))
-            .with_state(self.clone())
     }
 }
 

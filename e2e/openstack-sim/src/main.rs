@@ -8,10 +8,13 @@
 //!
 //! ```yaml
 //! transition_delay_ms: 300
+//! extra_regions: [RegionTwo]
 //! projects: [{name: demo, domain: Default}]
 //! users: [{name: demo, password: secret, domain: Default, project: demo}]
 //! application_credentials: [{user: demo, name: healer, secret: s3cret}]
-//! servers: [{name: web-0, image_id: fedora, flavor_id: m1.small, project: demo}]
+//! servers:
+//!   - {name: web-0, image_id: fedora, flavor_id: m1.small, project: demo}
+//!   - {name: web-1, image_id: fedora, flavor_id: m1.small, project: demo, region: RegionTwo}
 //! clusters:
 //!   - name: k8s
 //!     labels: {auto_healing_enabled: "true"}
@@ -50,6 +53,8 @@ struct Args {
 #[serde(default, deny_unknown_fields)]
 struct CloudFile {
     region: Option<String>,
+    /// More regions, each with its own Nova (`/regions/<name>/compute/v2.1`).
+    extra_regions: Vec<String>,
     transition_delay_ms: Option<u64>,
     token_ttl_secs: Option<u64>,
     power_sync_delay_ms: Option<u64>,
@@ -103,6 +108,9 @@ struct ServerSpec {
     /// Project name; none: visible to every project.
     #[serde(default)]
     project: Option<String>,
+    /// Region name; none: the first region.
+    #[serde(default)]
+    region: Option<String>,
 }
 
 #[tokio::main]
@@ -127,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(region) = args.region.clone().or(file.region.clone()) {
         config.region = region;
     }
+    config.extra_regions = file.extra_regions.clone();
     if let Some(ms) = file.transition_delay_ms {
         config.transition_delay = Duration::from_millis(ms);
     }
@@ -185,12 +194,21 @@ fn populate(sim: &Sim, file: CloudFile) -> anyhow::Result<()> {
             ),
             None => None,
         };
+        if let Some(region) = &s.region
+            && !sim.config().regions().contains(region)
+        {
+            bail!(
+                "server {}: no region {region} (extra_regions lists the others)",
+                s.name
+            );
+        }
         sim.create_server(NewServer {
             name: s.name,
             image_id: s.image_id,
             flavor_id: s.flavor_id,
             metadata: s.metadata,
             project_id,
+            region: s.region,
         });
     }
     for c in file.clusters {

@@ -1,14 +1,15 @@
 //! Nova (compute API v2.1 with microversions up to [`crate::NOVA_MAX_MICROVERSION`]):
 //! servers as a non-admin project member sees them, power actions, rebuild, shelve and
-//! unshelve, and delete.
-//! Field sets follow `doc/api_samples/servers/` for the negotiated microversion.
+//! unshelve, delete, and instance actions (`os-instance-actions`), in each region's Nova.
+//! Field sets follow `doc/api_samples/servers/` and `doc/api_samples/os-instance-actions/`
+//! for the negotiated microversion.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,11 +17,16 @@ use serde_json::{Value, json};
 
 use crate::Sim;
 use crate::keystone::require_token;
-use crate::state::{ActionError, Caller, Server, ServerAction, State as Cloud};
+use crate::requests::{Region, RequestId};
+use crate::state::{
+    ActionError, Actor, Caller, InstanceAction, Server, ServerAction, State as Cloud,
+};
 use crate::time;
 
 const MIN_MINOR: u16 = 1;
-const MAX_MINOR: u16 = 100;
+/// The newest microversion the simulator knows; [`crate::SimConfig::nova_max_minor`] may
+/// make it serve less, as an older Nova would.
+pub(crate) const MAX_MINOR: u16 = 100;
 
 /// The negotiated microversion's minor number (2.X).
 #[derive(Clone, Copy, Debug)]
@@ -35,9 +41,17 @@ pub(crate) fn router(sim: Sim) -> Router<Sim> {
             get(show_server).delete(delete_server),
         )
         .route("/compute/v2.1/servers/{id}/action", post(server_action))
+        .route(
+            "/compute/v2.1/servers/{id}/os-instance-actions",
+            get(list_instance_actions),
+        )
+        .route(
+            "/compute/v2.1/servers/{id}/os-instance-actions/{request_id}",
+            get(show_instance_action),
+        )
         // The last layer runs first: the token is checked before the microversion, as
         // keystonemiddleware sits in front of Nova.
-        .route_layer(from_fn(microversion))
+        .route_layer(from_fn_with_state(sim.clone(), microversion))
         .route_layer(from_fn_with_state(sim, require_token));
     Router::new()
         .route("/compute", get(versions))
@@ -81,7 +95,7 @@ fn version_doc(sim: &Sim) -> Value {
     json!({
         "id": "v2.1",
         "status": "CURRENT",
-        "version": crate::NOVA_MAX_MICROVERSION,
+        "version": format!("2.{}", sim.config().nova_max_minor),
         "min_version": "2.1",
         "updated": "2013-07-23T11:33:21Z",
         "links": [{"href": format!("{}/compute/v2.1/", sim.base_url()), "rel": "self"}],
@@ -101,7 +115,7 @@ async fn version(State(sim): State<Sim>) -> Json<Value> {
 /// comma-separated list; other services' entries are ignored), else the legacy
 /// `X-OpenStack-Nova-API-Version: 2.X`, else 2.1.
 /// Errors are (status, message), rendered by the caller.
-fn requested_minor(headers: &HeaderMap) -> Result<u16, (StatusCode, String)> {
+fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, String)> {
     let from_new = headers
         .get_all("OpenStack-API-Version")
         .iter()
@@ -126,7 +140,7 @@ fn requested_minor(headers: &HeaderMap) -> Result<u16, (StatusCode, String)> {
         return Ok(MIN_MINOR);
     };
     if requested.eq_ignore_ascii_case("latest") {
-        return Ok(MAX_MINOR);
+        return Ok(max);
     }
     let parsed = requested
         .split_once('.')
@@ -139,19 +153,19 @@ fn requested_minor(headers: &HeaderMap) -> Result<u16, (StatusCode, String)> {
             ),
         ));
     };
-    if major != 2 || !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
+    if major != 2 || !(MIN_MINOR..=max).contains(&minor) {
         return Err((
             StatusCode::NOT_ACCEPTABLE,
             format!(
-                "Version {requested} is not supported by the API. Minimum is 2.{MIN_MINOR} and maximum is 2.{MAX_MINOR}."
+                "Version {requested} is not supported by the API. Minimum is 2.{MIN_MINOR} and maximum is 2.{max}."
             ),
         ));
     }
     Ok(minor)
 }
 
-async fn microversion(mut req: Request, next: Next) -> Response {
-    let minor = match requested_minor(req.headers()) {
+async fn microversion(State(sim): State<Sim>, mut req: Request, next: Next) -> Response {
+    let minor = match requested_minor(req.headers(), sim.config().nova_max_minor) {
         Ok(m) => m,
         Err((status, message)) => return error(status, &message),
     };
@@ -171,11 +185,23 @@ async fn microversion(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// A server with no owner is everybody's (and reported as the caller's).
-fn visible(s: &Server, caller: &Caller) -> bool {
-    s.project_id
-        .as_deref()
-        .is_none_or(|p| p == caller.project_id)
+/// A server with no owner is everybody's (and reported as the caller's); each region's Nova
+/// knows only its own servers.
+fn visible(s: &Server, caller: &Caller, region: &Region) -> bool {
+    owned_by(s.project_id.as_deref(), caller) && s.region == region.0
+}
+
+fn owned_by(project_id: Option<&str>, caller: &Caller) -> bool {
+    project_id.is_none_or(|p| p == caller.project_id)
+}
+
+/// Where this region's Nova is: `base` for the first region, `base/regions/<r>` for others.
+fn region_base(sim: &Sim, region: &Region) -> String {
+    if region.0 == sim.config().region {
+        sim.base_url()
+    } else {
+        format!("{}/regions/{}", sim.base_url(), region.0)
+    }
 }
 
 fn links(base: &str, kind: &str, id: &str) -> Value {
@@ -290,12 +316,13 @@ fn brief_json(base: &str, s: &Server) -> Value {
 async fn show_server(
     State(sim): State<Sim>,
     Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
     Extension(mv): Extension<Microversion>,
     Path(id): Path<String>,
 ) -> Response {
-    let base = sim.base_url();
+    let base = region_base(&sim, &region);
     sim.read(
-        |st| match st.servers.get(&id).filter(|s| visible(s, &caller)) {
+        |st| match st.servers.get(&id).filter(|s| visible(s, &caller, &region)) {
             Some(s) => Json(json!({"server": server_json(st, &base, s, mv.0, &caller, true)}))
                 .into_response(),
             None => not_found(&id),
@@ -309,6 +336,7 @@ async fn show_server(
 fn select<'a>(
     st: &'a Cloud,
     caller: &Caller,
+    region: &Region,
     query: &HashMap<String, String>,
 ) -> Result<Vec<&'a Server>, String> {
     let bad = |msg: String| msg;
@@ -330,7 +358,7 @@ fn select<'a>(
         .servers_in_order()
         .into_iter()
         .rev()
-        .filter(|s| visible(s, caller))
+        .filter(|s| visible(s, caller, region))
         .filter(|s| name.as_ref().is_none_or(|re| re.is_match(&s.name)))
         .filter(|s| {
             query
@@ -375,10 +403,11 @@ fn paged(
 async fn list_servers(
     State(sim): State<Sim>,
     Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let base = sim.base_url();
-    sim.read(|st| match select(st, &caller, &query) {
+    let base = region_base(&sim, &region);
+    sim.read(|st| match select(st, &caller, &region, &query) {
         Ok(servers) => {
             let list: Vec<Value> = servers.iter().map(|s| brief_json(&base, s)).collect();
             Json(paged(
@@ -397,11 +426,12 @@ async fn list_servers(
 async fn list_servers_detail(
     State(sim): State<Sim>,
     Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
     Extension(mv): Extension<Microversion>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let base = sim.base_url();
-    sim.read(|st| match select(st, &caller, &query) {
+    let base = region_base(&sim, &region);
+    sim.read(|st| match select(st, &caller, &region, &query) {
         Ok(servers) => {
             let list: Vec<Value> = servers
                 .iter()
@@ -477,6 +507,8 @@ fn parse_action(body: &Value) -> Result<ServerAction, String> {
 async fn server_action(
     State(sim): State<Sim>,
     Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(mv): Extension<Microversion>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
@@ -489,12 +521,17 @@ async fn server_action(
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let is_rebuild = matches!(action, ServerAction::Rebuild { .. });
-    let base = sim.base_url();
+    let base = region_base(&sim, &region);
+    let actor = Actor::new(&caller, &request_id);
     sim.with(|st| {
-        if !st.servers.get(&id).is_some_and(|s| visible(s, &caller)) {
+        if !st
+            .servers
+            .get(&id)
+            .is_some_and(|s| visible(s, &caller, &region))
+        {
             return not_found(&id);
         }
-        let result = st.server_action(&id, action, Instant::now());
+        let result = st.server_action(&id, action, Instant::now(), &actor);
         // Rebuild answers with the server (as `GET /servers/{id}` shows it); the others
         // with an empty 202.
         let ok = match (is_rebuild, st.servers.get(&id)) {
@@ -512,14 +549,191 @@ async fn server_action(
 async fn delete_server(
     State(sim): State<Sim>,
     Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Response {
+    let actor = Actor::new(&caller, &request_id);
     sim.with(|st| {
-        if !st.servers.get(&id).is_some_and(|s| visible(s, &caller)) {
+        if !st
+            .servers
+            .get(&id)
+            .is_some_and(|s| visible(s, &caller, &region))
+        {
             return not_found(&id);
         }
-        let result = st.server_action(&id, ServerAction::Delete, Instant::now());
+        let result = st.server_action(&id, ServerAction::Delete, Instant::now(), &actor);
         action_response(result, StatusCode::NO_CONTENT.into_response())
+    })
+}
+
+/// The instance actions of server `id` as this caller may see them: a live server of theirs
+/// in this region, or, from microversion 2.21 (`read_deleted='yes'`), a deleted one.
+fn actions_of<'a>(
+    st: &'a Cloud,
+    id: &str,
+    caller: &Caller,
+    region: &Region,
+    mv: Microversion,
+) -> Option<&'a [InstanceAction]> {
+    if let Some(s) = st.servers.get(id) {
+        return visible(s, caller, region).then_some(s.actions.as_slice());
+    }
+    let d = st.deleted.get(id)?;
+    (mv.0 >= 21 && d.region == region.0 && owned_by(d.project_id.as_deref(), caller))
+        .then_some(d.actions.as_slice())
+}
+
+/// An instance action's JSON (`ACTION_KEYS`, plus `updated_at` from 2.58).
+fn action_json(a: &InstanceAction, id: &str, caller: &Caller, mv: Microversion) -> Value {
+    let mut v = json!({
+        "action": a.action,
+        "instance_uuid": id,
+        "request_id": a.request_id,
+        "user_id": a.user_id,
+        "project_id": a.project_id.as_deref().unwrap_or(&caller.project_id),
+        "start_time": time::nova_usage(a.start_time),
+        "message": a.message,
+    });
+    if mv.0 >= 58 {
+        v["updated_at"] = json!(time::nova_usage(a.updated_at));
+    }
+    v
+}
+
+/// Reads a `changes-since` / `changes-before` time as Nova's `parse_isotime` would.
+fn parse_time(name: &str, value: &str) -> Result<jiff::Timestamp, String> {
+    value
+        .parse::<jiff::Timestamp>()
+        .or_else(|_| {
+            // A time without a zone is UTC.
+            value
+                .parse::<jiff::civil::DateTime>()
+                .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+                .map(|z| z.timestamp())
+        })
+        .map_err(|_| format!("Invalid input for query parameters {name}. Value: {value}."))
+}
+
+/// `GET /servers/{id}/os-instance-actions`: newest first; from 2.58 with `limit`, `marker`
+/// and `changes-since` (2.66: `changes-before`), and `links` to the next page.
+async fn list_instance_actions(
+    State(sim): State<Sim>,
+    Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
+    Extension(mv): Extension<Microversion>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let base = region_base(&sim, &region);
+    sim.read(|st| {
+        let Some(actions) = actions_of(st, &id, &caller, &region, mv) else {
+            return not_found(&id);
+        };
+        let mut selected: Vec<&InstanceAction> = actions.iter().rev().collect();
+        let mut next_link = None;
+        if mv.0 >= 58 {
+            for (name, since) in [("changes-since", true), ("changes-before", false)] {
+                let Some(value) = query.get(name) else {
+                    continue;
+                };
+                if !since && mv.0 < 66 {
+                    continue;
+                }
+                let at = match parse_time(name, value) {
+                    Ok(t) => t,
+                    Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+                };
+                selected.retain(|a| if since { a.updated_at >= at } else { a.updated_at <= at });
+            }
+            if let Some(marker) = query.get("marker") {
+                let Some(at) = selected.iter().position(|a| &a.request_id == marker) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Marker {marker} could not be found."),
+                    );
+                };
+                selected.drain(..=at);
+            }
+            if let Some(limit) = query.get("limit") {
+                let Ok(limit) = limit.parse::<usize>() else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Invalid input for query parameters limit. Value: {limit}."),
+                    );
+                };
+                if selected.len() > limit {
+                    selected.truncate(limit);
+                }
+                if let Some(last) = selected.last().filter(|_| selected.len() == limit) {
+                    next_link = Some(format!(
+                        "{base}/compute/v2.1/servers/{id}/os-instance-actions?limit={limit}&marker={}",
+                        last.request_id
+                    ));
+                }
+            }
+        }
+        let list: Vec<Value> = selected
+            .iter()
+            .map(|a| action_json(a, &id, &caller, mv))
+            .collect();
+        let mut body = json!({"instanceActions": list});
+        if let Some(href) = next_link {
+            body["links"] = json!([{"href": href, "rel": "next"}]);
+        }
+        Json(body).into_response()
+    })
+}
+
+/// `GET /servers/{id}/os-instance-actions/{request_id}`. A project member (the simulator's
+/// callers are never admins) sees the events from 2.51, without `traceback`; from 2.62 with
+/// `hostId` (the admin-only `host` and the 2.84 `details` stay hidden).
+async fn show_instance_action(
+    State(sim): State<Sim>,
+    Extension(caller): Extension<Caller>,
+    Extension(region): Extension<Region>,
+    Extension(mv): Extension<Microversion>,
+    Path((id, request_id)): Path<(String, String)>,
+) -> Response {
+    sim.read(|st| {
+        let Some(actions) = actions_of(st, &id, &caller, &region, mv) else {
+            return not_found(&id);
+        };
+        let Some(action) = actions.iter().find(|a| a.request_id == request_id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("Action {request_id} not found"),
+            );
+        };
+        let mut v = action_json(action, &id, &caller, mv);
+        if mv.0 >= 51 {
+            // Nova hashes the host with the project; it still knows a deleted server's host.
+            let host_id = st
+                .servers
+                .get(&id)
+                .map(|s| s.host_id.clone())
+                .or_else(|| st.deleted.get(&id).map(|d| d.host_id.clone()))
+                .unwrap_or_default();
+            let events: Vec<Value> = action
+                .events
+                .iter()
+                .rev()
+                .map(|e| {
+                    let mut ev = json!({
+                        "event": e.event,
+                        "start_time": time::nova_usage(e.start_time),
+                        "finish_time": e.finish_time.map(time::nova_usage),
+                        "result": e.result,
+                    });
+                    if mv.0 >= 62 {
+                        ev["hostId"] = json!(host_id);
+                    }
+                    ev
+                })
+                .collect();
+            v["events"] = json!(events);
+        }
+        Json(json!({"instanceAction": v})).into_response()
     })
 }
 
@@ -537,16 +751,20 @@ mod tests {
 
     #[test]
     fn microversion_negotiation() {
-        assert_eq!(requested_minor(&headers(&[])).ok(), Some(1));
+        assert_eq!(requested_minor(&headers(&[]), MAX_MINOR).ok(), Some(1));
         assert_eq!(
-            requested_minor(&headers(&[("OpenStack-API-Version", "compute 2.47")])).ok(),
+            requested_minor(
+                &headers(&[("OpenStack-API-Version", "compute 2.47")]),
+                MAX_MINOR
+            )
+            .ok(),
             Some(47)
         );
         assert_eq!(
-            requested_minor(&headers(&[(
-                "OpenStack-API-Version",
-                "container-infra latest"
-            )]))
+            requested_minor(
+                &headers(&[("OpenStack-API-Version", "container-infra latest")]),
+                MAX_MINOR
+            )
             .ok(),
             Some(1)
         );
@@ -554,16 +772,29 @@ mod tests {
             "OpenStack-API-Version",
             "container-infra 1.9, compute latest",
         )];
-        assert_eq!(requested_minor(&headers(&mixed)).ok(), Some(MAX_MINOR));
         assert_eq!(
-            requested_minor(&headers(&[("X-OpenStack-Nova-API-Version", "2.60")])).ok(),
+            requested_minor(&headers(&mixed), MAX_MINOR).ok(),
+            Some(MAX_MINOR)
+        );
+        assert_eq!(
+            requested_minor(
+                &headers(&[("X-OpenStack-Nova-API-Version", "2.60")]),
+                MAX_MINOR
+            )
+            .ok(),
             Some(60)
         );
-        let too_new =
-            requested_minor(&headers(&[("OpenStack-API-Version", "compute 2.999")])).unwrap_err();
+        let too_new = requested_minor(
+            &headers(&[("OpenStack-API-Version", "compute 2.999")]),
+            MAX_MINOR,
+        )
+        .unwrap_err();
         assert_eq!(too_new.0, StatusCode::NOT_ACCEPTABLE);
-        let garbage =
-            requested_minor(&headers(&[("OpenStack-API-Version", "compute two")])).unwrap_err();
+        let garbage = requested_minor(
+            &headers(&[("OpenStack-API-Version", "compute two")]),
+            MAX_MINOR,
+        )
+        .unwrap_err();
         assert_eq!(garbage.0, StatusCode::BAD_REQUEST);
     }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,16 @@ pub struct LoggedRequest {
     pub server_id: Option<String>,
     /// The cluster uuid or name as the path gave it.
     pub cluster_id: Option<String>,
+    /// The region whose endpoint the request came to (Nova and Magnum requests).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The `OpenStack-API-Version` header as sent, e.g. `compute 2.51`.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// The `x-openstack-request-id` answered (Nova, Magnum, Keystone); a Nova action's
+    /// instance action carries the same id.
+    #[serde(default)]
+    pub request_id: Option<String>,
     /// The status answered; 0 when the request was hung by a fault.
     pub status: u16,
     /// The faults applied, e.g. `#3 error 503`.
@@ -43,6 +53,25 @@ pub const LOG_LIMIT: usize = 100_000;
 /// Bodies are small JSON documents; anything bigger is a client bug.
 const BODY_LIMIT: usize = 1 << 20;
 
+/// The region whose endpoint a Nova or Magnum request came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Region(pub String);
+
+/// The request's `x-openstack-request-id`, known to the handlers so that an instance action
+/// carries the id of the request that started it, as in Nova.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub String);
+
+/// The prefix of the Nova endpoints of the extra regions: `/regions/<region>/compute/...`.
+const REGIONS: &str = "/regions/";
+
+/// `/regions/<region>/<rest>` as `(region, /<rest>)`.
+pub(crate) fn split_region(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix(REGIONS)?;
+    let at = rest.find('/')?;
+    Some((&rest[..at], &rest[at..]))
+}
+
 pub(crate) async fn observe(State(sim): State<Sim>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let time = jiff::Timestamp::now();
@@ -52,7 +81,43 @@ pub(crate) async fn observe(State(sim): State<Sim>, req: Request, next: Next) ->
     let Some(service) = Service::of_path(&path) else {
         return next.run(req).await;
     };
-    let (parts, body) = req.into_parts();
+    let api_version = req
+        .headers()
+        .get("OpenStack-API-Version")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // An extra region's Nova: served by the same routes, on that region's servers.
+    let region = match split_region(&path) {
+        Some((name, _))
+            if service == Service::Nova && sim.config().extra_regions.iter().any(|r| r == name) =>
+        {
+            Some(name.to_string())
+        }
+        Some(_) => None,
+        None => {
+            matches!(service, Service::Nova | Service::Magnum).then(|| sim.config().region.clone())
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    // A region the catalog does not list has no endpoint: 404.
+    let mut unknown_region = false;
+    if let Some((_, inner)) = split_region(&path) {
+        let inner = match &query {
+            Some(q) => format!("{inner}?{q}"),
+            None => inner.to_string(),
+        };
+        match inner.parse::<Uri>() {
+            Ok(uri) if region.is_some() => parts.uri = uri,
+            _ => unknown_region = true,
+        }
+    }
+    let request_id = (service != Service::Control).then(|| format!("req-{}", uuid::Uuid::new_v4()));
+    if let Some(r) = &region {
+        parts.extensions.insert(Region(r.clone()));
+    }
+    if let Some(id) = &request_id {
+        parts.extensions.insert(RequestId(id.clone()));
+    }
     let bytes = match to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
         Err(_) => return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response(),
@@ -71,6 +136,9 @@ pub(crate) async fn observe(State(sim): State<Sim>, req: Request, next: Next) ->
         action,
         server_id,
         cluster_id,
+        region,
+        api_version,
+        request_id: request_id.clone(),
         status: 0,
         fault,
         duration_ms: 0,
@@ -98,16 +166,20 @@ pub(crate) async fn observe(State(sim): State<Sim>, req: Request, next: Next) ->
                 "Fault injected by the OpenStack simulator.",
             )
         }
+        _ if unknown_region => error_for(
+            service,
+            StatusCode::NOT_FOUND,
+            "The resource could not be found.",
+        ),
         _ => {
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
     };
-    if service != Service::Control {
-        let id = format!("req-{}", uuid::Uuid::new_v4());
-        if let Ok(v) = HeaderValue::from_str(&id) {
-            response.headers_mut().insert("x-openstack-request-id", v);
-        }
+    if let Some(id) = &request_id
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
+        response.headers_mut().insert("x-openstack-request-id", v);
     }
     entry.status = response.status().as_u16();
     entry.duration_ms = started.elapsed().as_millis() as u64;

@@ -39,6 +39,9 @@ pub struct NewServer {
     pub metadata: BTreeMap<String, String>,
     /// The owning project. `None`: visible to every project (and reported as the caller's).
     pub project_id: Option<String>,
+    /// The region whose Nova holds it (one of [`crate::SimConfig::regions`]); `None`: the
+    /// first region.
+    pub region: Option<String>,
 }
 
 /// A Magnum cluster; its servers are created at once, ACTIVE.
@@ -81,6 +84,8 @@ pub struct ServerView {
     pub flavor_id: String,
     pub metadata: BTreeMap<String, String>,
     pub project_id: Option<String>,
+    /// The region whose Nova holds it.
+    pub region: String,
     /// The Magnum cluster uuid, for servers of a cluster.
     pub cluster_id: Option<String>,
     /// The Magnum nodegroup name, for servers of a cluster.
@@ -89,7 +94,7 @@ pub struct ServerView {
     pub address: String,
     /// The hypervisor the server runs on.
     pub host: String,
-    /// The hypervisor has failed ([`crate::Sim::host_down`]).
+    /// The hypervisor has failed ([`crate::Sim::host_down`], [`crate::Sim::compute_host_down`]).
     pub host_down: bool,
     pub refuse_power_off: bool,
     /// True when the guest OS is up (power RUNNING, host not down, not in the middle of a
@@ -133,6 +138,27 @@ pub struct NodeGroupView {
     pub flavor_id: String,
     pub is_default: bool,
     pub status: String,
+}
+
+/// One of a server's instance actions, as the simulator holds it (Nova's
+/// `os-instance-actions`, events included whatever the microversion).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceActionView {
+    /// `create`, `stop`, `start`, `reboot`, `rebuild`, `shelve`, `unshelve`, `delete`.
+    pub action: String,
+    /// The `x-openstack-request-id` of the request that started it.
+    pub request_id: String,
+    pub user_id: String,
+    /// Newest first, as Nova lists them.
+    pub events: Vec<ActionEventView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ActionEventView {
+    /// E.g. `compute_terminate_instance`.
+    pub event: String,
+    /// `Success`, `Error`, or None while it runs.
+    pub result: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -275,6 +301,9 @@ pub(crate) enum Step {
     Rebuilt {
         stop_after: bool,
     },
+    /// A rebuilt server that was stopped before: Nova saves it ACTIVE with no task first,
+    /// then powers it off again (`_do_rebuild_instance` "bringing vm to original state").
+    RebuiltPowerOff,
     /// The guest is powered off and its image uploaded; the server leaves its host.
     ShelveUploaded,
     ShelveOffloaded,
@@ -288,6 +317,141 @@ pub(crate) struct Pending {
     pub step: Step,
 }
 
+/// Who asked Nova for an action: the API caller and the request's id, or the simulator's own
+/// operator (a test's `Sim::shelve_server`, Magnum's Heat).
+#[derive(Clone, Debug)]
+pub(crate) struct Actor {
+    pub user_id: String,
+    pub project_id: Option<String>,
+    pub request_id: String,
+}
+
+impl Actor {
+    pub fn new(caller: &Caller, request_id: &str) -> Actor {
+        Actor {
+            user_id: caller.user_id.clone(),
+            project_id: Some(caller.project_id.clone()),
+            request_id: request_id.to_string(),
+        }
+    }
+
+    /// Someone outside the API the tests drive: an admin, or Heat for Magnum.
+    pub fn internal(user_id: &str) -> Actor {
+        Actor {
+            user_id: user_id.to_string(),
+            project_id: None,
+            request_id: format!("req-{}", uuid::Uuid::new_v4()),
+        }
+    }
+}
+
+/// The user behind actions a test starts from Rust or `/_sim` (shelve, create).
+pub(crate) const OPERATOR_USER: &str = "admin";
+/// The user Magnum's Heat stacks act as (a trustee of the cluster's owner).
+pub(crate) const HEAT_USER: &str = "magnum-trustee";
+
+/// An instance action event (`nova.objects.InstanceActionEvent`): recorded by the compute
+/// host (or the conductor) when it starts working on the action and when it is done.
+#[derive(Clone, Debug)]
+pub(crate) struct ActionEvent {
+    pub event: &'static str,
+    pub start_time: Timestamp,
+    pub finish_time: Option<Timestamp>,
+    /// `Success` or `Error`; None while it runs.
+    pub result: Option<&'static str>,
+}
+
+/// An instance action (`nova.objects.InstanceAction`): recorded by nova-api when it accepts
+/// the request; kept after the server is deleted.
+#[derive(Clone, Debug)]
+pub(crate) struct InstanceAction {
+    pub action: &'static str,
+    pub request_id: String,
+    pub user_id: String,
+    /// None: the caller's project (for servers visible to every project).
+    pub project_id: Option<String>,
+    pub start_time: Timestamp,
+    pub updated_at: Timestamp,
+    /// `Error` once an event failed, as Nova sets it.
+    pub message: Option<&'static str>,
+    /// Oldest first (rendered newest first).
+    pub events: Vec<ActionEvent>,
+}
+
+impl InstanceAction {
+    pub fn view(&self) -> InstanceActionView {
+        InstanceActionView {
+            action: self.action.to_string(),
+            request_id: self.request_id.clone(),
+            user_id: self.user_id.clone(),
+            events: self
+                .events
+                .iter()
+                .rev()
+                .map(|e| ActionEventView {
+                    event: e.event.to_string(),
+                    result: e.result.map(str::to_string),
+                })
+                .collect(),
+        }
+    }
+
+    fn start_event(&mut self, event: &'static str) {
+        let now = Timestamp::now();
+        self.events.push(ActionEvent {
+            event,
+            start_time: now,
+            finish_time: None,
+            result: None,
+        });
+        self.updated_at = now;
+    }
+
+    /// Ends the running event `event` (starting it first if the compute host never had).
+    fn finish_event(&mut self, event: &'static str, result: &'static str) {
+        if !self
+            .events
+            .iter()
+            .any(|e| e.event == event && e.result.is_none())
+        {
+            self.start_event(event);
+        }
+        let now = Timestamp::now();
+        if let Some(e) = self
+            .events
+            .iter_mut()
+            .rev()
+            .find(|e| e.event == event && e.result.is_none())
+        {
+            e.finish_time = Some(now);
+            e.result = Some(result);
+        }
+        if result == "Error" {
+            self.message = Some("Error");
+        }
+        self.updated_at = now;
+    }
+}
+
+/// The compute-side work in progress for a server: which action's event is due, and whether
+/// the compute host has started it (it has not while the host is down).
+#[derive(Clone, Debug)]
+pub(crate) struct RunningEvent {
+    pub request_id: String,
+    pub event: &'static str,
+    pub started: bool,
+}
+
+/// A server Nova no longer shows (404), kept for its instance actions, which Nova lists for
+/// deleted servers from microversion 2.21.
+#[derive(Clone, Debug)]
+pub(crate) struct DeletedServer {
+    pub project_id: Option<String>,
+    pub region: String,
+    pub host_id: String,
+    pub actions: Vec<InstanceAction>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Server {
     pub id: String,
@@ -295,6 +459,7 @@ pub(crate) struct Server {
     /// Creation order: Nova lists newest first.
     pub seq: u64,
     pub project_id: Option<String>,
+    pub region: String,
     pub image_id: String,
     pub flavor_id: String,
     pub metadata: BTreeMap<String, String>,
@@ -321,6 +486,9 @@ pub(crate) struct Server {
     pub stops: u32,
     pub starts: u32,
     pub unshelves: u32,
+    /// Oldest first.
+    pub actions: Vec<InstanceAction>,
+    pub running_event: Option<RunningEvent>,
 }
 
 impl Server {
@@ -349,6 +517,7 @@ impl Server {
             flavor_id: self.flavor_id.clone(),
             metadata: self.metadata.clone(),
             project_id: self.project_id.clone(),
+            region: self.region.clone(),
             cluster_id: self.cluster_id.clone(),
             nodegroup: self.nodegroup.clone(),
             address: self.address.clone(),
@@ -391,6 +560,88 @@ impl Server {
 
     fn schedule(&mut self, due: Instant, step: Step) {
         self.pending = Some(Pending { due, step });
+    }
+
+    /// nova-api records `action` as accepted; the compute host records `event` when it takes
+    /// the work on (at once, or once its host is back). An event still running for an
+    /// earlier action is cut short: the new action took the server over.
+    fn record(&mut self, actor: &Actor, action: &'static str, event: &'static str) {
+        self.abandon_event();
+        let now = Timestamp::now();
+        self.actions.push(InstanceAction {
+            action,
+            request_id: actor.request_id.clone(),
+            user_id: actor.user_id.clone(),
+            project_id: actor.project_id.clone().or_else(|| self.project_id.clone()),
+            start_time: now,
+            updated_at: now,
+            message: None,
+            events: Vec::new(),
+        });
+        self.running_event = Some(RunningEvent {
+            request_id: actor.request_id.clone(),
+            event,
+            started: false,
+        });
+        if !self.host_down {
+            self.start_running_event();
+        }
+    }
+
+    fn action_mut(&mut self, request_id: &str) -> Option<&mut InstanceAction> {
+        self.actions
+            .iter_mut()
+            .rev()
+            .find(|a| a.request_id == request_id)
+    }
+
+    /// The compute host takes the pending work on.
+    fn start_running_event(&mut self) {
+        let Some(running) = self.running_event.clone().filter(|r| !r.started) else {
+            return;
+        };
+        if let Some(a) = self.action_mut(&running.request_id) {
+            a.start_event(running.event);
+        }
+        if let Some(r) = &mut self.running_event {
+            r.started = true;
+        }
+    }
+
+    /// The running event ends with `result`.
+    fn finish_running_event(&mut self, result: &'static str) {
+        let Some(running) = self.running_event.take() else {
+            return;
+        };
+        if let Some(a) = self.action_mut(&running.request_id) {
+            a.finish_event(running.event, result);
+        }
+    }
+
+    /// The same action goes on with another event (a rebuild that powers a stopped server
+    /// off again records `compute_stop_instance` under the rebuild).
+    fn next_event(&mut self, event: &'static str) {
+        let Some(running) = self.running_event.clone() else {
+            return;
+        };
+        self.finish_running_event("Success");
+        self.running_event = Some(RunningEvent {
+            request_id: running.request_id,
+            event,
+            started: false,
+        });
+        if !self.host_down {
+            self.start_running_event();
+        }
+    }
+
+    /// The work in progress was abandoned (the guest crashed, the operation failed, another
+    /// action took over): a started event fails; one never started is dropped.
+    fn abandon_event(&mut self) {
+        match &self.running_event {
+            Some(r) if r.started => self.finish_running_event("Error"),
+            _ => self.running_event = None,
+        }
     }
 }
 
@@ -549,10 +800,14 @@ pub(crate) struct State {
     pub app_creds: BTreeMap<String, AppCredential>,
     pub tokens: HashMap<String, Token>,
     pub servers: BTreeMap<String, Server>,
+    /// Deleted servers, by id: what Nova still knows of them.
+    pub deleted: BTreeMap<String, DeletedServer>,
     pub clusters: BTreeMap<String, Cluster>,
     pub faults: Vec<(u64, Fault)>,
     pub next_fault_id: u64,
     pub log: Vec<LoggedRequest>,
+    /// Compute hosts that are down ([`State::set_compute_host_down`]).
+    pub down_hosts: std::collections::BTreeSet<String>,
     next_seq: u64,
     next_ng_id: u32,
 }
@@ -570,10 +825,12 @@ impl State {
             app_creds: BTreeMap::new(),
             tokens: HashMap::new(),
             servers: BTreeMap::new(),
+            deleted: BTreeMap::new(),
             clusters: BTreeMap::new(),
             faults: Vec::new(),
             next_fault_id: 1,
             log: Vec::new(),
+            down_hosts: Default::default(),
             next_seq: 0,
             next_ng_id: 0,
         }
@@ -656,12 +913,24 @@ impl State {
 
     // --- compute -------------------------------------------------------------------------
 
+    /// Creates a server as `actor` asked; its `create` action is recorded. A region the
+    /// simulator does not serve is a mistake in the test's set-up.
+    ///
+    /// # Panics
+    /// If `spec.region` is not one of the simulator's regions.
     pub fn create_server(
         &mut self,
         spec: NewServer,
         cluster: Option<(&str, &str, u32)>,
         building: bool,
+        actor: &Actor,
     ) -> String {
+        let regions = self.config.regions();
+        let region = spec.region.clone().unwrap_or_else(|| regions[0].clone());
+        assert!(
+            regions.contains(&region),
+            "create_server: the simulator has no region {region} (it has {regions:?})"
+        );
         let id = uuid::Uuid::new_v4().to_string();
         self.next_seq += 1;
         let seq = self.next_seq;
@@ -674,7 +943,11 @@ impl State {
             (seq >> 8) & 0xff,
             seq & 0xff
         );
-        let host = format!("compute-{}", seq % 3);
+        // The scheduler never picks a compute host that is down.
+        let host = (0..3)
+            .map(|i| format!("compute-{}", (seq + i) % 3))
+            .find(|h| !self.down_hosts.contains(h))
+            .unwrap_or_else(|| format!("compute-{}", seq % 3));
         let host_id = format!("{}{}", short_id(), &short_id()[..24]);
         let now = Timestamp::now();
         let mut metadata = spec.metadata;
@@ -691,6 +964,7 @@ impl State {
             image_id: spec.image_id,
             flavor_id: spec.flavor_id,
             metadata,
+            region,
             vm_state: if building {
                 VmState::Building
             } else {
@@ -720,9 +994,59 @@ impl State {
             stops: 0,
             starts: 0,
             unshelves: 0,
+            actions: Vec::new(),
+            running_event: None,
         };
+        let mut server = server;
+        // The conductor schedules it, then the compute host builds it.
+        server.record(actor, "create", "conductor_schedule_and_build_instances");
+        server.next_event("compute_build_and_run_instance");
+        if !building {
+            server.finish_running_event("Success");
+        }
         self.servers.insert(id.clone(), server);
         id
+    }
+
+    /// The server leaves Nova's view (404 from now on); its instance actions stay.
+    fn remove_server(&mut self, id: &str) {
+        if let Some(s) = self.servers.remove(id) {
+            self.deleted.insert(
+                id.to_string(),
+                DeletedServer {
+                    project_id: s.project_id,
+                    region: s.region,
+                    host_id: s.host_id,
+                    actions: s.actions,
+                },
+            );
+        }
+    }
+
+    /// A server's instance actions, live or deleted, oldest first.
+    pub fn instance_actions(&self, id: &str) -> Option<&[InstanceAction]> {
+        match self.servers.get(id) {
+            Some(s) => Some(&s.actions),
+            None => self.deleted.get(id).map(|d| d.actions.as_slice()),
+        }
+    }
+
+    /// Heat deletes a server of a nodegroup through Nova's API (a resize that removes it):
+    /// as any delete, local when the server's compute service is down. Heat waits for the
+    /// delete, so the server is gone when this returns.
+    fn heat_delete(&mut self, id: &str) {
+        let Some(s) = self.servers.get_mut(id) else {
+            return;
+        };
+        if !s.host_down {
+            s.record(
+                &Actor::internal(HEAT_USER),
+                "delete",
+                "compute_terminate_instance",
+            );
+            s.finish_running_event("Success");
+        }
+        self.remove_server(id);
     }
 
     /// Servers in Nova's creation order, oldest first.
@@ -741,11 +1065,16 @@ impl State {
 
     /// Accepts (or refuses) a server action the way nova-api does; the work itself happens
     /// in later steps of [`State::tick`].
+    ///
+    /// Each accepted action is recorded as an instance action (Nova's `_record_action_start`)
+    /// with the compute host's event; a delete while the compute service is down is done in
+    /// nova-api's database ("local delete") and records nothing, as Nova does.
     pub fn server_action(
         &mut self,
         id: &str,
         action: ServerAction,
         now: Instant,
+        actor: &Actor,
     ) -> Result<(), ActionError> {
         let delay = self.config.transition_delay;
         let half = delay / 2;
@@ -757,24 +1086,28 @@ impl State {
         match action {
             ServerAction::Stop => {
                 s.check("stop", &[Active, Error], &[None])?;
+                s.record(actor, "stop", "compute_stop_instance");
                 s.task_state = Some("powering-off");
                 s.stops += 1;
                 s.schedule(now + delay, Step::Stopped);
             }
             ServerAction::Start => {
                 s.check("start", &[Stopped], &[None])?;
+                s.record(actor, "start", "compute_start_instance");
                 s.task_state = Some("powering-on");
                 s.starts += 1;
                 s.schedule(now + delay, Step::Started);
             }
             ServerAction::Reboot { hard: false } => {
                 s.check("reboot", &[Active], &[None])?;
+                s.record(actor, "reboot", "compute_reboot_instance");
                 s.task_state = Some("rebooting");
                 s.soft_reboots += 1;
                 s.schedule(now + half, Step::RebootStarted { hard: false });
             }
             ServerAction::Reboot { hard: true } => {
                 s.check("reboot", &[Active, Stopped, Error], HARD_REBOOT_TASKS)?;
+                s.record(actor, "reboot", "compute_reboot_instance");
                 s.task_state = Some("rebooting_hard");
                 s.hard_reboots += 1;
                 s.schedule(now + half, Step::RebootStarted { hard: true });
@@ -785,6 +1118,7 @@ impl State {
                 metadata,
             } => {
                 s.check("rebuild", &[Active, Stopped, Error], &[None])?;
+                s.record(actor, "rebuild", "compute_rebuild_instance");
                 // nova-api records the new image at once; the compute host does the rest.
                 s.image_id = image_id;
                 if let Some(name) = name {
@@ -801,22 +1135,28 @@ impl State {
             }
             ServerAction::Shelve => {
                 s.check("shelve", &[Active, Stopped], &[None])?;
+                s.record(actor, "shelve", "compute_shelve_instance");
                 s.task_state = Some("shelving");
                 s.schedule(now + half, Step::ShelveUploaded);
             }
             ServerAction::Unshelve => {
                 s.check("unshelve", &[ShelvedOffloaded], &[None])?;
+                s.record(actor, "unshelve", "compute_unshelve_instance");
                 s.task_state = Some("unshelving");
                 s.unshelves += 1;
                 s.schedule(now + half, Step::UnshelveSpawning);
             }
             ServerAction::Delete => {
                 if s.host_down {
-                    // nova-api deletes locally when the compute service is down: gone at once.
-                    self.servers.remove(id);
+                    // nova-api deletes locally when the compute service is down: gone at
+                    // once, the guest untouched, and no instance action recorded. An event
+                    // the host had started stays unfinished, as in Nova's database.
+                    self.remove_server(id);
                     return Ok(());
                 }
+                // A second delete while the first runs is ignored, and not recorded.
                 if s.task_state != Some("deleting") {
+                    s.record(actor, "delete", "compute_terminate_instance");
                     s.task_state = Some("deleting");
                     s.schedule(now + delay, Step::Deleted);
                 }
@@ -843,6 +1183,7 @@ impl State {
         ) {
             s.pending = None;
             s.task_state = None;
+            s.abandon_event();
         }
         if sync.is_zero() {
             sync_power_state(s);
@@ -853,22 +1194,17 @@ impl State {
         true
     }
 
-    /// A failed operation leaves the server in ERROR; its guest's power is unchanged.
+    /// A failed operation leaves the server in ERROR; its guest's power is unchanged. The
+    /// operation in progress, a delete included, ends there and its event fails (Nova's
+    /// `_set_instance_obj_error_state`).
     pub fn set_error(&mut self, id: &str) -> bool {
         let Some(s) = self.servers.get_mut(id) else {
             return false;
         };
         s.vm_state = VmState::Error;
-        if !matches!(
-            s.pending,
-            Some(Pending {
-                step: Step::Deleted,
-                ..
-            })
-        ) {
-            s.pending = None;
-            s.task_state = None;
-        }
+        s.pending = None;
+        s.task_state = None;
+        s.abandon_event();
         s.updated = Timestamp::now();
         true
     }
@@ -885,8 +1221,32 @@ impl State {
             }
         }
         s.host_down = down;
+        if !down {
+            // The queued request reaches the compute host at last.
+            s.start_running_event();
+        }
         s.updated = Timestamp::now();
         true
+    }
+
+    /// Every server on compute host `host` (`compute-0` ...) loses its hypervisor, or gets
+    /// it back; while it is down no new server is scheduled there.
+    pub fn set_compute_host_down(&mut self, host: &str, down: bool, now: Instant) -> usize {
+        if down {
+            self.down_hosts.insert(host.to_string());
+        } else {
+            self.down_hosts.remove(host);
+        }
+        let ids: Vec<String> = self
+            .servers
+            .values()
+            .filter(|s| s.host == host)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in &ids {
+            self.set_host_down(id, down, now);
+        }
+        ids.len()
     }
 
     pub fn set_refuse_power_off(&mut self, id: &str, refuse: bool) -> bool {
@@ -988,9 +1348,15 @@ impl State {
             flavor_id: ng.flavor_id.clone(),
             metadata: BTreeMap::new(),
             project_id: None,
+            region: None,
         };
         let cid = c.uuid.clone();
-        Some(self.create_server(spec, Some((&cid, nodegroup, index)), building))
+        Some(self.create_server(
+            spec,
+            Some((&cid, nodegroup, index)),
+            building,
+            &Actor::internal(HEAT_USER),
+        ))
     }
 
     /// Resolves a cluster by uuid or name; a name shared by several clusters is a 409, as
@@ -1167,6 +1533,7 @@ impl State {
                     s.task_state = None;
                     s.power_state = RUNNING;
                     s.launched_at = Some(Timestamp::now());
+                    s.finish_running_event("Success");
                 }
                 Step::Stopped => {
                     s.task_state = None;
@@ -1175,15 +1542,18 @@ impl State {
                         // task ends, the server stays ACTIVE and running.
                         s.vm_state = VmState::Active;
                         s.power_state = RUNNING;
+                        s.finish_running_event("Error");
                     } else {
                         s.vm_state = VmState::Stopped;
                         s.power_state = SHUTDOWN;
+                        s.finish_running_event("Success");
                     }
                 }
                 Step::Started | Step::Rebooted => {
                     s.vm_state = VmState::Active;
                     s.task_state = None;
                     s.power_state = RUNNING;
+                    s.finish_running_event("Success");
                 }
                 Step::RebootStarted { hard } => {
                     s.task_state = Some(if hard {
@@ -1199,15 +1569,22 @@ impl State {
                     s.schedule(now + (delay - delay / 2), Step::Rebuilt { stop_after });
                 }
                 Step::Rebuilt { stop_after } => {
+                    // Saved ACTIVE with no task in both cases: a client that takes this for
+                    // the end of a rebuild of a stopped server is wrong about it.
                     s.vm_state = VmState::Active;
                     s.power_state = RUNNING;
                     s.launched_at = Some(Timestamp::now());
+                    s.task_state = None;
                     if stop_after {
-                        s.task_state = Some("powering-off");
-                        s.schedule(now + delay, Step::Stopped);
+                        s.schedule(now + delay / 2, Step::RebuiltPowerOff);
                     } else {
-                        s.task_state = None;
+                        s.finish_running_event("Success");
                     }
+                }
+                Step::RebuiltPowerOff => {
+                    s.task_state = Some("powering-off");
+                    s.next_event("compute_stop_instance");
+                    s.schedule(now + delay, Step::Stopped);
                 }
                 Step::ShelveUploaded => {
                     s.power_state = SHUTDOWN;
@@ -1218,16 +1595,22 @@ impl State {
                     s.vm_state = VmState::ShelvedOffloaded;
                     s.task_state = None;
                     s.power_state = NOSTATE;
+                    s.finish_running_event("Success");
                 }
                 Step::UnshelveSpawning => {
                     s.task_state = Some("spawning");
                     s.schedule(now + (delay - delay / 2), Step::Started);
                 }
-                Step::Deleted => deleted.push(s.id.clone()),
+                Step::Deleted => {
+                    // The compute host destroys the guest, then records its event's result.
+                    s.power_state = NOSTATE;
+                    s.finish_running_event("Success");
+                    deleted.push(s.id.clone());
+                }
             }
         }
         for id in deleted {
-            self.servers.remove(&id);
+            self.remove_server(&id);
         }
         changed | self.advance_clusters(now)
     }
@@ -1245,23 +1628,21 @@ impl State {
                     remove,
                 }) if due <= now => {
                     changed = true;
-                    let mut members: Vec<String> = self
+                    let members: Vec<String> = self
                         .nodegroup_servers(&id, &nodegroup)
                         .iter()
                         .map(|s| s.id.clone())
                         .collect();
                     // Heat's removal policy takes the named members (unknown ids are
                     // ignored), then the newest ones if the group is still too big.
-                    members.retain(|m| {
-                        let named = remove.contains(m);
-                        if named {
-                            self.servers.remove(m);
-                        }
-                        !named
-                    });
+                    let (named, mut members): (Vec<String>, Vec<String>) =
+                        members.into_iter().partition(|m| remove.contains(m));
+                    for m in named {
+                        self.heat_delete(&m);
+                    }
                     while members.len() > node_count as usize {
                         if let Some(m) = members.pop() {
-                            self.servers.remove(&m);
+                            self.heat_delete(&m);
                         }
                     }
                     for _ in members.len()..node_count as usize {
@@ -1328,7 +1709,32 @@ mod tests {
             },
             None,
             false,
+            &op(),
         )
+    }
+
+    fn op() -> Actor {
+        Actor::internal(OPERATOR_USER)
+    }
+
+    /// An event's name and result.
+    type Event = (String, Option<String>);
+
+    /// `(action, [(event, result)])`, oldest action first, as Nova holds them.
+    fn actions(st: &State, id: &str) -> Vec<(String, Vec<Event>)> {
+        st.instance_actions(id)
+            .unwrap_or_default()
+            .iter()
+            .map(|a| {
+                let v = a.view();
+                let events = v.events.into_iter().map(|e| (e.event, e.result)).collect();
+                (v.action, events)
+            })
+            .collect()
+    }
+
+    fn ev(event: &str, result: Option<&str>) -> Event {
+        (event.to_string(), result.map(str::to_string))
     }
 
     #[test]
@@ -1350,7 +1756,8 @@ mod tests {
         let mut st = state(100);
         let id = server(&mut st);
         let t0 = Instant::now();
-        st.server_action(&id, ServerAction::Stop, t0).unwrap();
+        st.server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap();
         st.tick(t0 + Duration::from_millis(50));
         assert_eq!(st.servers[&id].status(), "ACTIVE");
         assert_eq!(st.servers[&id].task_state, Some("powering-off"));
@@ -1364,7 +1771,8 @@ mod tests {
         let mut st = state(0);
         let id = server(&mut st);
         let t0 = Instant::now();
-        st.server_action(&id, ServerAction::Shelve, t0).unwrap();
+        st.server_action(&id, ServerAction::Shelve, t0, &op())
+            .unwrap();
         st.tick(t0);
         let s = &st.servers[&id];
         assert_eq!(
@@ -1381,13 +1789,14 @@ mod tests {
             ServerAction::Start,
             ServerAction::Reboot { hard: true },
         ] {
-            let err = st.server_action(&id, refused, t0).unwrap_err();
+            let err = st.server_action(&id, refused, t0, &op()).unwrap_err();
             assert!(
                 err.to_string().contains("vm_state shelved_offloaded"),
                 "{err}"
             );
         }
-        st.server_action(&id, ServerAction::Unshelve, t0).unwrap();
+        st.server_action(&id, ServerAction::Unshelve, t0, &op())
+            .unwrap();
         assert_eq!(st.servers[&id].task_state, Some("unshelving"));
         st.tick(t0);
         let s = &st.servers[&id];
@@ -1399,19 +1808,175 @@ mod tests {
         let mut st = state(0);
         let id = server(&mut st);
         let t0 = Instant::now();
-        st.server_action(&id, ServerAction::Stop, t0).unwrap();
+        st.server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap();
         st.tick(t0);
         let rebuild = ServerAction::Rebuild {
             image_id: "img-2".into(),
             name: None,
             metadata: None,
         };
-        st.server_action(&id, rebuild, t0).unwrap();
+        st.server_action(&id, rebuild, t0, &op()).unwrap();
         st.tick(t0);
         let s = &st.servers[&id];
         assert_eq!(
             (s.status(), s.image_id.as_str(), s.rebuilds),
             ("SHUTOFF", "img-2", 1)
+        );
+        // Nova's rebuild powers the stopped server off again under the same action.
+        let rebuild = actions(&st, &id).pop().unwrap();
+        assert_eq!(
+            rebuild,
+            (
+                "rebuild".to_string(),
+                vec![
+                    ev("compute_stop_instance", Some("Success")),
+                    ev("compute_rebuild_instance", Some("Success")),
+                ]
+            )
+        );
+    }
+
+    #[test]
+    fn a_rebuilt_stopped_server_is_active_without_a_task_before_it_powers_off() {
+        let mut st = state(100);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap();
+        st.tick(t0 + Duration::from_millis(100));
+        let rebuild = ServerAction::Rebuild {
+            image_id: "img-2".into(),
+            name: None,
+            metadata: None,
+        };
+        let t1 = t0 + Duration::from_millis(200);
+        st.server_action(&id, rebuild, t1, &op()).unwrap();
+        let seen = |st: &State| {
+            let s = &st.servers[&id];
+            (s.status(), s.task_state)
+        };
+        assert_eq!(seen(&st), ("REBUILD", Some("rebuilding")));
+        st.tick(t1 + Duration::from_millis(50));
+        assert_eq!(seen(&st), ("REBUILD", Some("rebuild_spawning")));
+        st.tick(t1 + Duration::from_millis(100));
+        assert_eq!(seen(&st), ("ACTIVE", None));
+        st.tick(t1 + Duration::from_millis(150));
+        assert_eq!(seen(&st), ("ACTIVE", Some("powering-off")));
+        st.tick(t1 + Duration::from_millis(250));
+        assert_eq!(seen(&st), ("SHUTOFF", None));
+    }
+
+    #[test]
+    fn actions_and_events_are_recorded_as_nova_does() {
+        let mut st = state(0);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap();
+        st.tick(t0);
+        st.server_action(&id, ServerAction::Start, t0, &op())
+            .unwrap();
+        st.tick(t0);
+        st.server_action(&id, ServerAction::Reboot { hard: true }, t0, &op())
+            .unwrap();
+        st.tick(t0);
+        st.server_action(&id, ServerAction::Delete, t0, &op())
+            .unwrap();
+        st.tick(t0);
+        assert!(!st.servers.contains_key(&id), "deleted");
+        assert_eq!(
+            actions(&st, &id),
+            [
+                (
+                    "create".to_string(),
+                    vec![
+                        ev("compute_build_and_run_instance", Some("Success")),
+                        ev("conductor_schedule_and_build_instances", Some("Success")),
+                    ]
+                ),
+                (
+                    "stop".to_string(),
+                    vec![ev("compute_stop_instance", Some("Success"))]
+                ),
+                (
+                    "start".to_string(),
+                    vec![ev("compute_start_instance", Some("Success"))]
+                ),
+                (
+                    "reboot".to_string(),
+                    vec![ev("compute_reboot_instance", Some("Success"))]
+                ),
+                (
+                    "delete".to_string(),
+                    vec![ev("compute_terminate_instance", Some("Success"))]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_delete_while_the_host_is_down_is_local_and_records_nothing() {
+        let mut st = state(0);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.set_host_down(&id, true, t0);
+        // A stop is accepted and recorded, but the compute host never starts on it.
+        st.server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap();
+        st.tick(t0);
+        assert_eq!(st.servers[&id].task_state, Some("powering-off"));
+        st.server_action(&id, ServerAction::Delete, t0, &op())
+            .unwrap();
+        assert!(!st.servers.contains_key(&id), "gone at once");
+        let recorded = actions(&st, &id);
+        let names: Vec<&str> = recorded.iter().map(|(a, _)| a.as_str()).collect();
+        assert_eq!(names, ["create", "stop"], "no delete action");
+        assert_eq!(recorded[1].1, [], "the stop never reached the host");
+    }
+
+    #[test]
+    fn a_delete_the_host_took_on_before_it_died_stays_unfinished() {
+        let mut st = state(100);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.server_action(&id, ServerAction::Delete, t0, &op())
+            .unwrap();
+        st.set_host_down(&id, true, t0);
+        st.tick(t0 + Duration::from_millis(200));
+        assert_eq!(st.servers[&id].task_state, Some("deleting"));
+        // A second delete: local now, and not recorded.
+        st.server_action(&id, ServerAction::Delete, t0, &op())
+            .unwrap();
+        assert!(!st.servers.contains_key(&id));
+        let recorded = actions(&st, &id);
+        assert_eq!(recorded.len(), 2, "create and the first delete");
+        assert_eq!(
+            recorded[1],
+            (
+                "delete".to_string(),
+                vec![ev("compute_terminate_instance", None)]
+            )
+        );
+    }
+
+    #[test]
+    fn an_action_queued_on_a_down_host_starts_when_it_is_back() {
+        let mut st = state(0);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.set_host_down(&id, true, t0);
+        st.server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap();
+        st.tick(t0);
+        assert_eq!(actions(&st, &id)[1].1, []);
+        st.set_host_down(&id, false, t0);
+        assert_eq!(actions(&st, &id)[1].1, [ev("compute_stop_instance", None)]);
+        st.tick(t0);
+        assert_eq!(st.servers[&id].status(), "SHUTOFF");
+        assert_eq!(
+            actions(&st, &id)[1].1,
+            [ev("compute_stop_instance", Some("Success"))]
         );
     }
 }

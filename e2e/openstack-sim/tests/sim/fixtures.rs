@@ -89,6 +89,7 @@ fn server() -> NewServer {
         flavor_id: "m1.medium".into(),
         metadata: [("role".to_string(), "worker".to_string())].into(),
         project_id: None,
+        region: None,
     }
 }
 

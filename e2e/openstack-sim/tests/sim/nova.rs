@@ -14,6 +14,7 @@ fn worker(name: &str) -> NewServer {
         flavor_id: "m1.medium".into(),
         metadata: BTreeMap::from([("role".to_string(), "worker".to_string())]),
         project_id: None,
+        region: None,
     }
 }
 
