@@ -998,13 +998,13 @@ impl Machine<'_> {
         }
         // Nova keeps a stopped server stopped: after the rebuild it passes through ACTIVE for
         // a moment on its way back to SHUTOFF. Only a settled ACTIVE is a running server.
-        // (A node that is Ready again settles it at once.)
+        // Not even a node that reports Ready in that moment settles it: Nova stops the server
+        // right after, whatever the guest did meanwhile.
         if server.is_active() && last_request(step, RequestKind::Start).is_none() {
             let changed = server
                 .updated
                 .map_or(rebuild.sent_at.0, |u| u.max(rebuild.sent_at.0));
-            let node_ready = self.observed.node.as_ref().is_some_and(|n| n.ready);
-            let settled = node_ready || self.since(changed) >= REBUILT_ACTIVE_SETTLE;
+            let settled = self.since(changed) >= REBUILT_ACTIVE_SETTLE;
             if !settled {
                 self.set_step_message(
                     "rebuilt: waiting to see whether Nova keeps the server running or stops it \

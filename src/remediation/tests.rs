@@ -949,12 +949,11 @@ fn a_shelved_server_is_unshelved_before_it_is_rebuilt() {
         run(&spec, &status, &rebuilding, t(5)).action,
         Action::Wait(POLL)
     );
-    let plan = run(
-        &spec,
-        &status,
-        &observed(Some(true), server("ACTIVE", None)),
-        t(8),
-    );
+    // A moment of ACTIVE right after the rebuild is not the end, even with the node Ready.
+    let ready_active = observed(Some(true), server("ACTIVE", None));
+    let plan = run(&spec, &status, &ready_active, t(8));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+    let plan = run(&spec, &status, &ready_active, t(10));
     assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
     assert_eq!(
         sent_requests(&plan.status),

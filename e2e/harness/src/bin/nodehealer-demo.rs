@@ -143,6 +143,11 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
         if let Some(magnum) = doc.pointer_mut("/spec/template/spec/openstack/magnum") {
             magnum["cluster"] = json!(magnum_id);
         }
+        if template == "replace-magnum" {
+            // A stop not done within half of this (30 s) means the host is gone: remove the
+            // server then (the example waits 90 s, for real clouds' clean shutdowns).
+            doc["spec"]["template"]["spec"]["timeouts"]["fence"] = json!("60s");
+        }
         create(&client, &doc).await?;
     }
     for nhc in health_checks(args.scenario) {
@@ -204,6 +209,7 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
     let victim = victims[0].clone();
     let nodes = first.nodes.len();
     let mut recovered_by_hand = false;
+    let mut fence_confirmed = false;
     let mut nhc_watch = NhcLines::default();
     loop {
         let snap = snapshot(&client, &tb.sim, &scope).await?;
@@ -222,6 +228,33 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
                 tb.recover_node(v).await?;
             }
             recovered_by_hand = true;
+        }
+        if args.scenario == Scenario::Replace && !fence_confirmed {
+            let unproven = snap
+                .remediations
+                .iter()
+                .find(|(_, r)| r.phase == "FenceUnproven")
+                .map(|(name, _)| name.clone());
+            let replacement_ready =
+                snap.nodes.values().filter(|n| n.ready == "True").count() >= nodes;
+            if let Some(name) = unproven.filter(|_| replacement_ready) {
+                timeline.say(
+                    "Nova deleted the server locally (its host is down): no proof the guest stopped, so db-0 stays put",
+                );
+                timeline.say(format!(
+                    "a person checks the hypervisor is off and confirms: kubectl -n {NAMESPACE} annotate remediation {name} nodehealer.io/fence-confirmed=..."
+                ));
+                let patch = json!({"metadata": {"annotations": {
+                    "nodehealer.io/fence-confirmed": "demo: hypervisor confirmed powered off"}}});
+                Api::<DynamicObject>::namespaced_with(
+                    client.clone(),
+                    NAMESPACE,
+                    &nodehealer_resource("Remediation"),
+                )
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+                fence_confirmed = true;
+            }
         }
         let done = snap.whole(nodes) && (args.scenario != Scenario::Storm || recovered_by_hand);
         if done && timeline.at("capacity back").is_some() {
