@@ -40,6 +40,9 @@ pub const OS_USER: &str = "nodehealer";
 pub const OS_PROJECT: &str = "kubernetes";
 pub const OS_DOMAIN: &str = "Default";
 pub const OS_REGION: &str = "RegionOne";
+/// The simulator's second region: a Nova of its own (`/regions/RegionTwo/compute/v2.1`) in the
+/// same Keystone catalog, for clusters whose providerIDs name it ([`ClusterSpec::region`]).
+pub const OS_SECOND_REGION: &str = "RegionTwo";
 
 /// A running test bed.
 pub struct TestBed {
@@ -73,6 +76,15 @@ pub struct ClusterSpec {
     /// a finalizer: [`workloads::realistic_cluster`]). On by default: a remediation must work
     /// with them; off only where a test measures something else at a scale they would swamp.
     pub realistic: bool,
+    /// The region whose Nova holds the servers (one of [`OS_REGION`], [`OS_SECOND_REGION`]);
+    /// plain Nova servers only (Magnum is in the first region). Its nodes' providerIDs name
+    /// it: `openstack://<region>/<id>`. `None`: the first region, and providerIDs that name
+    /// none (`openstack:///<id>`), as the default cloud provider writes them.
+    pub region: Option<String>,
+    /// The region the nodes' providerIDs name when it is not the servers' own: a cloud
+    /// provider configured for another region, or a region the catalog does not have.
+    /// `None`: as [`ClusterSpec::region`].
+    pub provider_id_region: Option<String>,
 }
 
 impl ClusterSpec {
@@ -86,6 +98,8 @@ impl ClusterSpec {
             worker_labels: BTreeMap::new(),
             volume_backed: false,
             realistic: true,
+            region: None,
+            provider_id_region: None,
         }
     }
 }
@@ -185,6 +199,7 @@ impl TestBed {
             .build()?;
         let sim = Sim::new(SimConfig {
             region: OS_REGION.into(),
+            extra_regions: vec![OS_SECOND_REGION.into()],
             ..SimConfig::default()
         });
         let os_password = uuid::Uuid::new_v4().simple().to_string();
@@ -302,13 +317,17 @@ impl TestBed {
     /// Simulates a cluster: servers in the simulator (a Magnum cluster or plain Nova servers)
     /// whose kubelets register Nodes; returns once every node is Ready.
     pub async fn create_cluster(&self, spec: ClusterSpec) -> Result<TestCluster> {
+        if spec.magnum && spec.region.as_deref().is_some_and(|r| r != OS_REGION) {
+            bail!("a Magnum cluster is in the first region ({OS_REGION}) only");
+        }
         let roles: BTreeMap<String, String> =
             [("default-master", "master"), ("default-worker", "worker")]
                 .map(|(a, b)| (a.into(), b.into()))
                 .into();
         let blueprint = NodeBlueprint {
             cluster: spec.name.clone(),
-            region: OS_REGION.into(),
+            region: spec.region.clone().unwrap_or_else(|| OS_REGION.into()),
+            provider_id_region: spec.provider_id_region.clone().or(spec.region.clone()),
             nodegroup_roles: roles,
             extra_labels: [("worker".to_string(), spec.worker_labels.clone())].into(),
         };
@@ -356,6 +375,7 @@ impl TestBed {
                         },
                         flavor_id: TESTBED_FLAVOR.into(),
                         metadata: [("role".to_string(), role.to_string())].into(),
+                        region: spec.region.clone(),
                         ..Default::default()
                     });
                     self.registry
@@ -495,13 +515,25 @@ impl TestBed {
             .to_string())
     }
 
-    /// Sends a Nova server action with the operator's OpenStack identity.
+    /// Sends a Nova server action with the operator's OpenStack identity, to the Nova of the
+    /// server's region.
     pub async fn nova_action(&self, server_id: &str, body: serde_json::Value) -> Result<()> {
+        let region = self.sim.server(server_id).map(|s| s.region);
         let url = format!(
-            "{}/compute/v2.1/servers/{server_id}/action",
-            self.sim.base_url()
+            "{}/servers/{server_id}/action",
+            self.nova_url(region.as_deref().unwrap_or(OS_REGION))
         );
         self.os_post(&url, &body).await
+    }
+
+    /// The Nova endpoint of a region: `/compute/v2.1` in the first region,
+    /// `/regions/<region>/compute/v2.1` in the others (as the catalog lists them).
+    pub fn nova_url(&self, region: &str) -> String {
+        if region == OS_REGION {
+            format!("{}/compute/v2.1", self.sim.base_url())
+        } else {
+            format!("{}/regions/{region}/compute/v2.1", self.sim.base_url())
+        }
     }
 
     /// Asks Magnum to resize a nodegroup, removing the given servers (as a replacement does).

@@ -48,7 +48,11 @@ pub async fn patch_labels(
 #[derive(Clone, Debug)]
 pub struct NodeBlueprint {
     pub cluster: String,
+    /// The region of the servers (the `topology.kubernetes.io/region` label).
     pub region: String,
+    /// The region the providerID names (`openstack://<region>/<id>`); `None`: none
+    /// (`openstack:///<id>`).
+    pub provider_id_region: Option<String>,
     /// Nodegroup name → role (`master` or `worker`).
     pub nodegroup_roles: BTreeMap<String, String>,
     /// Extra labels per role, e.g. a pool label for the workers.
@@ -123,7 +127,11 @@ pub fn node_object(bp: &NodeBlueprint, server: &ServerView, internal_ip: &str) -
             ..Default::default()
         },
         spec: Some(NodeSpec {
-            provider_id: Some(format!("openstack:///{}", server.id)),
+            provider_id: Some(format!(
+                "openstack://{}/{}",
+                bp.provider_id_region.as_deref().unwrap_or_default(),
+                server.id
+            )),
             taints: (!taints.is_empty()).then_some(taints),
             ..Default::default()
         }),

@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use nodehealer_testbed::workloads::{attached_nodes, pv_name, running_on, stateful_app};
 use nodehealer_testbed::{
-    ClusterSpec, MAGNUM_ROLE_LABEL, TestBed, ready_status, report_timing, taint_strings, wait_for,
+    ClusterSpec, MAGNUM_ROLE_LABEL, OS_REGION, OS_SECOND_REGION, TestBed, ready_status,
+    report_timing, taint_strings, wait_for,
 };
 use serde_json::json;
 
@@ -295,6 +296,70 @@ async fn nova_power_actions_drive_the_kubelet() -> Result<()> {
         || async { Ok(ready_status(&node(&client, &victim).await?).as_deref() == Some("True")) },
     )
     .await?;
+    Ok(())
+}
+
+/// A cluster in the second region: its providerIDs name the region, its servers are that
+/// region's Nova's (a 404 in the first), and their power drives the kubelets as in the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_region_cluster_is_that_regions_nova_and_its_power_drives_the_kubelet()
+-> Result<()> {
+    let tb = TestBed::shared();
+    let ns = tb.namespace("regiontwo").await?;
+    let cluster = tb
+        .create_cluster(ClusterSpec {
+            magnum: false,
+            realistic: false,
+            region: Some(OS_SECOND_REGION.into()),
+            ..ClusterSpec::magnum(&ns, 0, 1)
+        })
+        .await?;
+    let client = tb.client().await?;
+    let victim = cluster.nodes_with_role("worker")[0].clone();
+    let server = cluster.servers[&victim].clone();
+    let n = node(&client, &victim).await?;
+    assert_eq!(
+        n.spec.and_then(|s| s.provider_id),
+        Some(format!("openstack://{OS_SECOND_REGION}/{server}"))
+    );
+    assert_eq!(
+        n.metadata.labels.unwrap_or_default()["topology.kubernetes.io/region"],
+        OS_SECOND_REGION
+    );
+    assert_eq!(tb.power_state(&victim).await?.region, OS_SECOND_REGION);
+    // The first region's Nova does not know the server.
+    let token = tb.os_token().await?;
+    let in_first = reqwest::Client::new()
+        .get(format!("{}/servers/{server}", tb.nova_url(OS_REGION)))
+        .header("X-Auth-Token", token)
+        .send()
+        .await?;
+    assert_eq!(in_first.status(), 404);
+
+    tb.fail_node(&victim).await?;
+    wait_for(
+        Duration::from_secs(40),
+        "Ready=Unknown after the crash",
+        || async { Ok(ready_status(&node(&client, &victim).await?).as_deref() == Some("Unknown")) },
+    )
+    .await?;
+    // Powered on through RegionTwo's Nova, as an operator would.
+    tb.recover_node(&victim).await?;
+    wait_for(
+        Duration::from_secs(30),
+        "Ready=True after os-start",
+        || async { Ok(ready_status(&node(&client, &victim).await?).as_deref() == Some("True")) },
+    )
+    .await?;
+    let starts: Vec<_> = tb
+        .sim
+        .request_log()
+        .into_iter()
+        .filter(|r| r.server_id.as_deref() == Some(server.as_str()))
+        .filter(|r| r.action.as_deref() == Some("os-start"))
+        .map(|r| (r.region, r.status))
+        .collect();
+    assert_eq!(starts, vec![(Some(OS_SECOND_REGION.to_string()), 202)]);
     Ok(())
 }
 
