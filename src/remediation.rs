@@ -67,9 +67,10 @@ pub const POLL: StdDuration = StdDuration::from_secs(1);
 /// Only a server unchanged in that state for this long is taken as rebuilt and running.
 pub const REBUILT_ACTIVE_SETTLE: StdDuration = StdDuration::from_secs(5);
 /// A Replace whose `os-stop` did not bring the server to `SHUTOFF` within this long (or half the
-/// fence timeout, if that is shorter) removes the server anyway, so the capacity comes back: its
-/// compute host is likely down. Nova's own clean shutdown waits up to 60 s for the guest.
-pub const STOP_PATIENCE_BEFORE_REMOVAL: StdDuration = StdDuration::from_secs(90);
+/// fence timeout, if that is shorter) has a compute host that is likely down: it waits in
+/// `FenceUnproven` for SHUTOFF or a person, instead of failing at the fence timeout. Nova's own
+/// clean shutdown waits up to 60 s for the guest.
+pub const STOP_PATIENCE: StdDuration = StdDuration::from_secs(90);
 /// How often to look again while a person must confirm a fence or a cloud answer is missing.
 const SLOW_POLL: StdDuration = StdDuration::from_secs(5);
 
@@ -153,6 +154,9 @@ pub struct Observed {
     /// How long this replica has held the leader Lease without a break (its own monotonic
     /// clock); `Duration::MAX` without leader election.
     pub leading_for: StdDuration,
+    /// The node carries an out-of-service taint (ours, another remediation's of the node, or
+    /// another remediator's): Kubernetes is releasing its workloads as if the guest were off.
+    pub node_out_of_service: bool,
 }
 
 impl Observed {
@@ -167,6 +171,7 @@ impl Observed {
             cluster_auto_healing: None,
             fence_confirmed_by: None,
             leading_for: StdDuration::ZERO,
+            node_out_of_service: false,
         }
     }
 }
@@ -254,8 +259,7 @@ pub fn allowed_requests(
         (RemediationAction::PowerCycle, StepName::Recover) => &[Start, Unshelve],
         (RemediationAction::Rebuild, StepName::Fence) => &[Stop],
         (RemediationAction::Rebuild, StepName::Recover) => &[Unshelve, Rebuild, Start],
-        (RemediationAction::Replace, StepName::Fence) if magnum => &[Stop, MagnumResize],
-        (RemediationAction::Replace, StepName::Fence) => &[Stop, Delete],
+        (RemediationAction::Replace, StepName::Fence) => &[Stop],
         (RemediationAction::Replace, StepName::Recover) => removal,
         (
             RemediationAction::Reboot
@@ -370,43 +374,44 @@ impl TaintChange {
     }
 }
 
-/// The change that makes a node with taints `current` (`(key, effect)`) carry exactly the
-/// `wanted` ones of ours. `owned_out_of_service`: the node is marked as carrying the
-/// out-of-service taint we added; one that someone else added is never removed.
+/// The change that makes a node with taints `current` (`(key, effect)`) carry what this
+/// remediation `wanted` of ours. The other live remediations of the node only ever keep a taint
+/// (`kept_by_others`), never add one: what they want is read from a cache that may be behind,
+/// and a stale wish must not put the out-of-service taint back on a node being powered on.
+/// `owned_out_of_service`: the node is marked as carrying the out-of-service taint we added;
+/// one that someone else added is never removed.
 pub fn taint_change(
     current: &[(&str, &str)],
     owned_out_of_service: bool,
     wanted: &[OurTaint],
+    kept_by_others: &[OurTaint],
 ) -> TaintChange {
     let mut change = TaintChange::default();
     let has = |key: &str, effect: &str| current.iter().any(|&(k, e)| k == key && e == effect);
     let wants = |key: &str| wanted.iter().any(|(k, _, _)| *k == key);
+    let kept = |key: &str| kept_by_others.iter().any(|(k, _, _)| *k == key);
     let remediating = (REMEDIATING_TAINT_KEY, "", "NoSchedule");
     let out_of_service = (
         OUT_OF_SERVICE_TAINT_KEY,
         OUT_OF_SERVICE_TAINT_VALUE,
         "NoExecute",
     );
-    match (wants(remediating.0), has(remediating.0, remediating.2)) {
-        (true, false) => change.add.push(remediating),
-        (false, true) => change.remove.push((remediating.0, remediating.2)),
-        _ => {}
+    let (key, effect) = (remediating.0, remediating.2);
+    if wants(key) && !has(key, effect) {
+        change.add.push(remediating);
+    } else if !wants(key) && !kept(key) && has(key, effect) {
+        change.remove.push((key, effect));
     }
-    match (
-        wants(out_of_service.0),
-        has(out_of_service.0, out_of_service.2),
-        owned_out_of_service,
-    ) {
-        (true, false, _) => {
-            change.add.push(out_of_service);
-            change.own_out_of_service = Some(true);
+    let (key, effect) = (out_of_service.0, out_of_service.2);
+    let present = has(key, effect);
+    if wants(key) && !present {
+        change.add.push(out_of_service);
+        change.own_out_of_service = Some(true);
+    } else if !wants(key) && !kept(key) && owned_out_of_service {
+        if present {
+            change.remove.push((key, effect));
         }
-        (false, true, true) => {
-            change.remove.push((out_of_service.0, out_of_service.2));
-            change.own_out_of_service = Some(false);
-        }
-        (false, false, true) => change.own_out_of_service = Some(false),
-        _ => {}
+        change.own_out_of_service = Some(false);
     }
     change
 }
@@ -419,21 +424,9 @@ pub fn next(
     now: Timestamp,
     generation: Option<i64>,
 ) -> Plan {
-    let mut m = Machine {
-        spec,
-        status: status.clone(),
-        observed,
-        now,
-        generation,
-        notice: None,
-    };
+    let mut m = Machine::new(spec, status, observed, now, generation);
     let action = m.advance();
-    m.sync_conditions();
-    Plan {
-        status: m.status,
-        action,
-        notice: m.notice,
-    }
+    m.plan(action)
 }
 
 /// The machine, stopped from outside: the NodeHealthCheck timed the remediation out
@@ -447,14 +440,7 @@ pub fn stop_timed_out(
     generation: Option<i64>,
 ) -> Plan {
     let observed = Observed::nothing();
-    let mut m = Machine {
-        spec,
-        status: status.clone(),
-        observed: &observed,
-        now,
-        generation,
-        notice: None,
-    };
+    let mut m = Machine::new(spec, status, &observed, now, generation);
     let action = if m.status.phase.is_some_and(|p| p.is_final()) {
         Action::Done
     } else {
@@ -464,12 +450,7 @@ pub fn stop_timed_out(
                 .into(),
         )
     };
-    m.sync_conditions();
-    Plan {
-        status: m.status,
-        action,
-        notice: m.notice,
-    }
+    m.plan(action)
 }
 
 /// What a Remediation that is being deleted does about its server's power.
@@ -485,42 +466,65 @@ pub enum PowerRestore {
 
 /// Whether a Remediation that is being deleted must power its server back on: we powered it
 /// off (an `os-stop` that was or may have been accepted), nothing has started it again, and it
-/// is off now (or still powering off: then wait). A remediation stopped half-way (its node came
-/// back, or a person deleted it) never leaves behind a server that we turned off. `Replace`
-/// removes the server on purpose, and `Rebuild` after its rebuild has been sent is left to Nova.
+/// is off now (or still powering off or being rebuilt: then wait). A remediation stopped
+/// half-way (its node came back, or a person deleted it) never leaves behind a server that we
+/// turned off. `Replace` removes the server on purpose.
 pub fn power_restore(
     spec: &RemediationSpec,
     status: &RemediationStatus,
     server: &ServerObservation,
+    node_out_of_service: bool,
 ) -> PowerRestore {
     if !matches!(
         spec.action,
         RemediationAction::PowerCycle | RemediationAction::Rebuild
     ) || status.phase.is_some_and(|p| p.is_final())
+        // Another remediation of the node is releasing its workloads: the guest must stay
+        // off, and that remediation powers it on when it is done.
+        || node_out_of_service
     {
         return PowerRestore::Nothing;
     }
-    let sent = |kind: RequestKind| {
-        status.steps.iter().any(|s| {
-            s.requests.iter().any(|r| {
-                r.action == kind && r.outcome.as_ref().is_none_or(RequestOutcome::is_accepted)
-            })
+    let requests = || status.steps.iter().flat_map(|s| s.requests.iter());
+    let may_have_left = |kind: RequestKind| {
+        requests()
+            .any(|r| r.action == kind && r.outcome.as_ref().is_none_or(RequestOutcome::is_accepted))
+    };
+    // Only an accepted power-on counts: one without an answer may never have left (and if it
+    // did, the server shows it).
+    let accepted = |kind: RequestKind| {
+        requests().any(|r| {
+            r.action == kind && r.outcome.as_ref().is_some_and(RequestOutcome::is_accepted)
         })
     };
-    if !sent(RequestKind::Stop)
-        || sent(RequestKind::Start)
-        || sent(RequestKind::Rebuild)
-        || sent(RequestKind::Unshelve)
+    if !may_have_left(RequestKind::Stop)
+        || accepted(RequestKind::Start)
+        || accepted(RequestKind::Unshelve)
     {
         return PowerRestore::Nothing;
     }
     match server {
         ServerObservation::Present(s) if s.is_off() => PowerRestore::Start,
-        ServerObservation::Present(s) if s.task_state.as_deref() == Some("powering-off") => {
+        // Still stopping, or being rebuilt (Nova keeps a stopped server stopped afterwards).
+        ServerObservation::Present(s)
+            if s.status == "REBUILD"
+                || s.task_state
+                    .as_deref()
+                    .is_some_and(|t| t == "powering-off" || t.starts_with("rebuild")) =>
+        {
             PowerRestore::WaitForStop
         }
         ServerObservation::Present(_) | ServerObservation::Gone => PowerRestore::Nothing,
     }
+}
+
+/// Why the controller cannot go on: the error's category (the condition's reason), its message,
+/// and whether it may go away by itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Blocker<'a> {
+    pub reason: &'a str,
+    pub message: &'a str,
+    pub retryable: bool,
 }
 
 /// The controller could not observe or reach what the next step needs (the cloud is
@@ -530,26 +534,21 @@ pub fn power_restore(
 /// than its timeout, the remediation fails so that the NodeHealthCheck escalates. `retryable`
 /// says whether the cause may go away by itself: if not, look again only when the timeout runs
 /// out (a changed object wakes the controller anyway).
-#[allow(clippy::too_many_arguments)]
 pub fn blocked(
     spec: &RemediationSpec,
     status: &RemediationStatus,
     created: Option<Timestamp>,
-    reason: &str,
-    message: &str,
-    retryable: bool,
+    blocker: &Blocker,
     now: Timestamp,
     generation: Option<i64>,
 ) -> Plan {
+    let Blocker {
+        reason,
+        message,
+        retryable,
+    } = *blocker;
     let observed = Observed::nothing();
-    let mut m = Machine {
-        spec,
-        status: status.clone(),
-        observed: &observed,
-        now,
-        generation,
-        notice: None,
-    };
+    let mut m = Machine::new(spec, status, &observed, now, generation);
     if m.status.phase.is_some_and(|p| p.is_final()) {
         return Plan {
             status: m.status,
@@ -557,14 +556,19 @@ pub fn blocked(
             notice: None,
         };
     }
-    let current = m.status.steps.last().filter(|s| s.finished.is_none());
-    let (since, timeout) = match current {
-        Some(step) => (Some(step.started.0), step_timeout(spec, step.name)),
+    let (since, timeout) = match m.status.steps.last() {
+        Some(step) => match &step.finished {
+            None => (Some(step.started.0), step_timeout(spec, step.name)),
+            // Between two steps: the next one's time, from the end of this one.
+            Some(finished) => (Some(finished.0), step_timeout(spec, step_after(step.name))),
+        },
         None if spec.action.fences() => (created, spec.timeouts.fence.get()),
         None => (created, spec.timeouts.recover.get()),
     };
     let elapsed = since.map(|at| m.since(at));
-    let overdue = elapsed.is_some_and(|e| e > timeout);
+    // Waiting for a person has no timeout: a cloud error meanwhile is only said, never fatal.
+    let waiting_for_person = m.status.phase == Some(RemediationPhase::FenceUnproven);
+    let overdue = !waiting_for_person && elapsed.is_some_and(|e| e > timeout);
     let action = if overdue {
         let released = m
             .status
@@ -610,6 +614,15 @@ pub fn blocked(
     }
 }
 
+/// The step that follows `step` (for the timeout between two steps).
+fn step_after(step: StepName) -> StepName {
+    match step {
+        StepName::Fence => StepName::ReleaseWorkloads,
+        StepName::ReleaseWorkloads => StepName::Recover,
+        StepName::Recover | StepName::Reboot | StepName::WaitForNode => StepName::WaitForNode,
+    }
+}
+
 /// The timeout of a step.
 fn step_timeout(spec: &RemediationSpec, step: StepName) -> StdDuration {
     match step {
@@ -627,6 +640,35 @@ struct Machine<'a> {
     now: Timestamp,
     generation: Option<i64>,
     notice: Option<Notice>,
+}
+
+impl<'a> Machine<'a> {
+    fn new(
+        spec: &'a RemediationSpec,
+        status: &RemediationStatus,
+        observed: &'a Observed,
+        now: Timestamp,
+        generation: Option<i64>,
+    ) -> Machine<'a> {
+        Machine {
+            spec,
+            status: status.clone(),
+            observed,
+            now,
+            generation,
+            notice: None,
+        }
+    }
+
+    /// The plan: the status as it now is (conditions in line), and the action.
+    fn plan(mut self, action: Action) -> Plan {
+        self.sync_conditions();
+        Plan {
+            status: self.status,
+            action,
+            notice: self.notice,
+        }
+    }
 }
 
 impl Machine<'_> {
@@ -790,7 +832,6 @@ impl Machine<'_> {
             );
         }
         let server_id = self.status.server_id.clone().unwrap_or_default();
-        let removal_sent = self.ever_sent(self.removal());
         let server = match &self.observed.server {
             ServerObservation::Present(s) if s.is_off() => {
                 return self.confirm_fence(
@@ -813,35 +854,31 @@ impl Machine<'_> {
                          destroyed the guest (compute_terminate_instance succeeded)"
                             .into(),
                     ),
-                    Some(DeletionEvidence::Terminating) => {
+                    Some(DeletionEvidence::Terminating)
+                        if self.elapsed(step) <= self.spec.timeouts.fence.get() =>
+                    {
                         self.set_step_message(
                             "the server is gone; its compute host is still finishing the delete"
                                 .into(),
                         );
                         Action::Wait(POLL)
                     }
-                    Some(
-                        DeletionEvidence::NotByCompute
-                        | DeletionEvidence::NoDelete
-                        | DeletionEvidence::UnknownServer,
-                    ) if removal_sent => self.unproven(format!(
-                        "Nova deleted server {server_id} without its compute host (a local delete: \
-                         the host is down), so the guest may still run: the capacity is replaced, \
-                         but the node's pods and volumes stay where they are until a person \
-                         confirms the server is off (annotate this Remediation with \
-                         {FENCE_CONFIRMED_ANNOTATION}=<who and how>)"
-                    )),
                     deletion => self.no_evidence(
                         step,
                         format!(
                             "Nova answers 404 for server {server_id}, but nothing shows its guest \
                              stopped ({}): a providerID of another region, a Secret of another \
-                             project or a misrouted endpoint look like this; nothing is released",
+                             project, a misrouted endpoint or a delete while its host was down \
+                             look like this; nothing is released (if the guest is off for sure, \
+                             annotate this Remediation with {FENCE_CONFIRMED_ANNOTATION}=<who and how>)",
                             match deletion {
                                 Some(DeletionEvidence::NotByCompute) => {
                                     "it was deleted without its compute host"
                                 }
                                 Some(DeletionEvidence::NoDelete) => "no delete on record",
+                                Some(DeletionEvidence::Terminating) => {
+                                    "its compute host never finished the delete"
+                                }
                                 _ => "Nova has no record of it",
                             }
                         ),
@@ -849,6 +886,29 @@ impl Machine<'_> {
                 };
             }
         };
+        // A Replace whose server does not stop: its compute host is likely down. Removing the
+        // server then would prove nothing (Nova deletes it locally, while the guest may still
+        // run) and would release the workloads behind our back (the cloud controller manager
+        // deletes a Node whose server is gone; pod GC then deletes its pods). So nothing is
+        // removed or released until Nova reports SHUTOFF (the host came back and the stop
+        // completed) or a person confirms. No timeout: only that, or the NodeHealthCheck's
+        // escalation timeout, ends it.
+        let patience = STOP_PATIENCE.min(self.spec.timeouts.fence.get() / 2);
+        if self.spec.action == RemediationAction::Replace && self.elapsed(step) > patience {
+            self.unproven(format!(
+                "os-stop of server {server_id} has not completed in {}s (server {}): its compute \
+                 host is likely down. Nothing is removed or released until Nova reports it \
+                 SHUTOFF or a person confirms the guest is off (annotate this Remediation with \
+                 {FENCE_CONFIRMED_ANNOTATION}=<who and how>); then its workloads are released \
+                 and the server is replaced",
+                patience.as_secs(),
+                server.describe()
+            ));
+            return match self.stop(step, &server) {
+                Action::Wait(_) => Action::Wait(SLOW_POLL),
+                other => other,
+            };
+        }
         if self.elapsed(step) > self.spec.timeouts.fence.get() {
             return self.fail(format!(
                 "fencing not confirmed within {} (server {}); no workload was released",
@@ -856,23 +916,11 @@ impl Machine<'_> {
                 server.describe()
             ));
         }
-        if self.spec.action == RemediationAction::Replace {
-            let removal = self.removal();
-            if last_request(step, removal).is_some() {
-                return self
-                    .follow_up(removal, &server, |s| {
-                        s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
-                    })
-                    .unwrap_or(Action::Wait(POLL));
-            }
-            // The guest did not stop in time (its host may be down): remove the server anyway
-            // so the capacity comes back. Its workloads are released only if the compute host
-            // itself carries the delete out.
-            let patience = STOP_PATIENCE_BEFORE_REMOVAL.min(self.spec.timeouts.fence.get() / 2);
-            if self.elapsed(step) > patience {
-                return self.send(CloudRequest::of_kind(removal, &server));
-            }
-        }
+        self.stop(step, &server)
+    }
+
+    /// `os-stop`, once Nova has no task running, and its follow-up.
+    fn stop(&mut self, step: &StepRecord, server: &ServerState) -> Action {
         if last_request(step, RequestKind::Stop).is_none() {
             if server.task_state.is_some() {
                 self.set_step_message(format!(
@@ -883,7 +931,7 @@ impl Machine<'_> {
             }
             return self.send(CloudRequest::Stop);
         }
-        self.follow_up(RequestKind::Stop, &server, |s| {
+        self.follow_up(RequestKind::Stop, server, |s| {
             s.task_state.as_deref() == Some("powering-off") || s.status == "SHUTOFF"
         })
         .unwrap_or(Action::Wait(POLL))
@@ -898,17 +946,15 @@ impl Machine<'_> {
         Action::Wait(StdDuration::ZERO)
     }
 
-    /// The server is gone without proof that its guest stopped, after our own removal: the
-    /// capacity comes back, the workloads wait for a person. No timeout: only a person (or the
-    /// NodeHealthCheck's escalation timeout) ends this.
-    fn unproven(&mut self, message: String) -> Action {
+    /// No proof that the guest stopped, and none to be had from the cloud for now: the
+    /// workloads wait for SHUTOFF or a person. The event is written once.
+    fn unproven(&mut self, message: String) {
         if self.status.phase != Some(RemediationPhase::FenceUnproven) {
             self.note(true, "FenceUnproven", message.clone());
         }
         self.status.phase = Some(RemediationPhase::FenceUnproven);
         self.status.last_error = Some(message.clone());
         self.set_step_message(message);
-        Action::Wait(SLOW_POLL)
     }
 
     /// Missing evidence that no request of ours explains: an error, until the fence times out.
@@ -1062,21 +1108,10 @@ impl Machine<'_> {
         )
     }
 
-    /// The removal (unless the fence already removed the server), then the Node object, then
-    /// Magnum's replacement.
+    /// The removal, then the Node object, then Magnum's replacement.
     fn recover_replace(&mut self, step: &StepRecord) -> Action {
         let removal = self.removal();
         if let ServerObservation::Present(server) = self.observed.server.clone() {
-            let accepted_before = self.status.steps.iter().any(|s| {
-                s.name != StepName::Recover
-                    && s.requests.iter().any(|r| {
-                        r.action == removal && r.outcome.as_ref().is_some_and(|o| o.is_accepted())
-                    })
-            });
-            if accepted_before {
-                // The fence's removal was accepted: Nova or Magnum is on it.
-                return Action::Wait(POLL);
-            }
             if last_request(step, removal).is_none() {
                 return self.send(CloudRequest::of_kind(removal, &server));
             }
@@ -1089,9 +1124,23 @@ impl Machine<'_> {
         if self.observed.node.is_some() {
             return Action::DeleteNode;
         }
+        let removed_by_us = last_request(step, removal)
+            .is_some_and(|r| r.outcome.as_ref().is_none_or(RequestOutcome::is_accepted));
         if !self.magnum() {
             self.finish_step("the server is deleted; whatever manages the pool re-creates it");
-            return self.succeed("Replaced", "the server and its Node are deleted".into());
+            let how = if removed_by_us {
+                "the server and its Node are deleted"
+            } else {
+                "the server was removed by someone else after the fence; its Node is deleted"
+            };
+            return self.succeed("Replaced", how.into());
+        }
+        if !removed_by_us {
+            return self.fail(
+                "the server was removed by someone else before this remediation asked Magnum to \
+                 replace it: its Node is deleted, but no replacement was requested"
+                    .into(),
+            );
         }
         match self.observed.cluster_status.as_deref() {
             Some(s) if s.ends_with("_COMPLETE") => {
@@ -1161,14 +1210,6 @@ impl Machine<'_> {
         }
     }
 
-    /// Whether a request of `kind` was sent in any step (whatever came of it).
-    fn ever_sent(&self, kind: RequestKind) -> bool {
-        self.status
-            .steps
-            .iter()
-            .any(|s| s.requests.iter().any(|r| r.action == kind))
-    }
-
     /// Records the request in the current step (outcome unknown) and asks for it to be sent:
     /// the one place a request leaves the machine, and it leaves only if the action's plan
     /// allows it in this step. Nothing is sent to a Magnum cluster's servers while Magnum
@@ -1201,6 +1242,16 @@ impl Machine<'_> {
                 "waiting: the Magnum cluster does not have the label auto_healing_enabled=true; nothing is started while healing is off".into(),
             );
             return Action::Wait(SLOW_POLL);
+        }
+        // Never run a guest while Kubernetes releases its workloads (another remediation of
+        // the node, or another remediator, holds the out-of-service taint): its volumes may be
+        // attached elsewhere by now.
+        if kind.runs_the_guest() && self.observed.node_out_of_service {
+            self.set_step_message(format!(
+                "waiting: the node carries the out-of-service taint, so {kind} is not sent until \
+                 it is gone (another remediation of this node is releasing its workloads)"
+            ));
+            return Action::Wait(POLL);
         }
         let now = self.now;
         let target = self.status.server_id.clone();

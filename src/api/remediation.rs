@@ -382,6 +382,18 @@ pub enum RequestKind {
 }
 
 impl RequestKind {
+    /// Whether the request may run the guest again (power it on, boot it, reboot it).
+    pub fn runs_the_guest(&self) -> bool {
+        match self {
+            RequestKind::Start
+            | RequestKind::Unshelve
+            | RequestKind::RebootSoft
+            | RequestKind::RebootHard
+            | RequestKind::Rebuild => true,
+            RequestKind::Stop | RequestKind::Delete | RequestKind::MagnumResize => false,
+        }
+    }
+
     /// The name stored in the status and shown in events.
     pub fn as_str(&self) -> &'static str {
         match self {

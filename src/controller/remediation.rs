@@ -257,7 +257,13 @@ const POWER_RESTORE_PATIENCE: Duration = Duration::from_secs(120);
 /// `power_restore`): a server still powering off is waited for, and a cloud that cannot be
 /// reached is tried again, for [`POWER_RESTORE_PATIENCE`] after the deletion; then the deletion
 /// goes on with a Warning event saying the server is left off.
-async fn restore_power(rem: &Remediation, ctx: &Context) -> Result<()> {
+async fn restore_power(cached: &Remediation, ctx: &Context) -> Result<()> {
+    // The cache can lag behind the last status write: an os-stop recorded just before the
+    // deletion must be seen.
+    let api: Api<Remediation> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let fresh = api.get_opt(&cached.name_any()).await?;
+    let rem = fresh.as_ref().unwrap_or(cached);
     let status = rem.status.clone().unwrap_or_default();
     let Some(server_id) = status.server_id.clone() else {
         return Ok(());
@@ -277,7 +283,13 @@ async fn restore_power(rem: &Remediation, ctx: &Context) -> Result<()> {
             None => ServerObservation::Gone,
             Some(s) => ServerObservation::Present(server_state(&s)),
         };
-        match machine::power_restore(&rem.spec, &status, &server) {
+        let nodes: Api<Node> = Api::all(ctx.client.clone());
+        let node_out_of_service = nodes
+            .get_opt(&node_name_of(rem))
+            .await?
+            .as_ref()
+            .is_some_and(has_out_of_service_taint);
+        match machine::power_restore(&rem.spec, &status, &server, node_out_of_service) {
             PowerRestore::Nothing => Ok(false),
             PowerRestore::WaitForStop => Err(Error::PowerRestorePending {
                 server: server_id.clone(),
@@ -354,6 +366,10 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
     let Some(rem) = api.get_opt(&cached.name_any()).await? else {
         return Ok(Requeue::await_change());
     };
+    if rem.metadata.deletion_timestamp.is_some() {
+        // Being deleted: the finalizer's cleanup runs next; nothing more is started.
+        return Ok(Requeue::await_change());
+    }
     let mut version = rem.resource_version().unwrap_or_default();
     let status = rem.status.clone().unwrap_or_default();
     if status.phase.is_some_and(|p| p.is_final()) {
@@ -396,9 +412,10 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
 
     match step(&rem, ctx, status, &mut version).await {
         Ok(requeue) => Ok(requeue),
-        // A refused or failed Kubernetes request (a conflict with another writer, mostly) is
-        // retried as it is; anything else is a reason the remediation cannot go on.
-        Err(e @ Error::Kube(_)) => Err(e),
+        // A failed Kubernetes request that may succeed again (a conflict with another writer, a
+        // 5xx, a broken connection) is retried as it is; anything else (a 403: RBAC; a webhook
+        // refusing the taint) is a reason the remediation cannot go on, said in its status.
+        Err(e @ Error::Kube(_)) if e.retryable() => Err(e),
         Err(e) => {
             ctx.count_error(&e);
             tracing::warn!(remediation = %rem.name_any(), error = %e, "remediation blocked");
@@ -431,9 +448,11 @@ async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error) -> Dura
         &fresh.spec,
         &status,
         created,
-        error.category(),
-        &message,
-        error.retryable(),
+        &machine::Blocker {
+            reason: error.category(),
+            message: &message,
+            retryable: error.retryable(),
+        },
         Timestamp::now(),
         fresh.metadata.generation,
     );
@@ -476,14 +495,13 @@ async fn step(
     let node_name = node_name.as_str();
     let (observed, node) = observe(rem, ctx, node_name, &mut status).await?;
     let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
-    let server_id = status.server_id.clone().unwrap_or_default();
     // Taken after the reads, which can be slow: a request's `sentAt` must not look older
     // than it is to the next leader, which resends a lost request only once its record is old
     // enough.
     let now = Timestamp::now();
     let before = rem.status.clone().unwrap_or_default();
     let plan = machine::next(&rem.spec, &status, &observed, now, rem.metadata.generation);
-    let mut new = plan.status;
+    let new = plan.status;
     // Persist first: a request leaves only once it is on record. A conflict here means
     // someone wrote in between; nothing is sent and the next reconcile decides afresh.
     patch_status(ctx, rem, version, &before, &new).await?;
@@ -497,20 +515,62 @@ async fn step(
         );
         return Ok(Requeue::requeue(Duration::from_secs(1)));
     }
+    // Everything after the write is the leader's alone, and only while it holds the Lease:
+    // a replica paused in the middle (SIGSTOP, a stalled VM) finds it gone when it resumes and
+    // carries out nothing more, neither taints nor deletions nor requests.
+    let done = authority.while_leading(carry_out(
+        rem,
+        ctx,
+        &plan.action,
+        plan.notice.as_ref(),
+        &before,
+        new,
+        &node,
+        &cloud,
+        version,
+    ));
+    match done.await {
+        Some(requeue) => requeue,
+        None => {
+            tracing::warn!(
+                "this replica lost the leader Lease while it carried out a step: it stops"
+            );
+            Ok(Requeue::requeue(Duration::from_secs(1)))
+        }
+    }
+}
+
+/// Carries out what the machine decided, after its status is on record: the Magnum health
+/// report, the event, our taints, and the one action.
+#[allow(clippy::too_many_arguments)]
+async fn carry_out(
+    rem: &Remediation,
+    ctx: &Context,
+    action: &Action,
+    notice: Option<&machine::Notice>,
+    before: &RemediationStatus,
+    mut new: RemediationStatus,
+    node: &Option<Node>,
+    cloud: &Arc<dyn Cloud>,
+    version: &mut String,
+) -> Result<Requeue> {
+    let node_name = node_name_of(rem);
+    let node_name = node_name.as_str();
+    let server_id = new.server_id.clone().unwrap_or_default();
     let started = before.steps.is_empty() && !new.steps.is_empty();
     let ended =
         !before.phase.is_some_and(|p| p.is_final()) && new.phase.is_some_and(|p| p.is_final());
     if started || ended {
         report_magnum_health(ctx, rem, cloud.as_ref(), &new).await;
     }
-    if let Some(notice) = &plan.notice {
+    if let Some(notice) = notice {
         ctx.event(rem, notice.warning, notice.reason, notice.message.clone())
             .await;
     }
     sync_taints(ctx, rem, &machine::desired_taints(&rem.spec, &new)).await?;
 
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let requeue = match plan.action {
+    let requeue = match action.clone() {
         Action::Wait(d) if d.is_zero() => Requeue::requeue(Duration::from_millis(50)),
         Action::Wait(d) => Requeue::requeue(d),
         Action::Done => {
@@ -687,6 +747,7 @@ async fn observe(
             .filter(|v| !v.trim().is_empty())
             .cloned(),
         leading_for: ctx.settings.authority.held_for(),
+        node_out_of_service: node.as_ref().is_some_and(has_out_of_service_taint),
     };
     Ok((observed, node))
 }
@@ -783,10 +844,11 @@ async fn resolve_server(
     }
 }
 
-/// Makes the node carry our taints as the live remediations of the node want them: `wanted`
-/// for this one (as just decided), and what every other live Remediation of the node wants (one
-/// that ended, is being deleted or was timed out wants nothing). So a remediation that ended
-/// never strips a taint the next remediation of the node just applied. Of the out-of-service
+/// Makes the node carry our taints as this remediation wants them (`wanted`, as just decided
+/// from its fresh status), except that a taint another live Remediation of the node still wants
+/// is kept (one that ended, is being deleted or was timed out wants nothing; the others are read
+/// from the cache, so their wishes only keep a taint, never add one). So a remediation that
+/// ended never strips a taint the next remediation of the node just applied. Of the out-of-service
 /// taint, only the one we added (marked with [`OUR_OUT_OF_SERVICE_TAINT_ANNOTATION`]) is ever
 /// removed: another remediator may have put it on. Every other taint is left alone, and the
 /// patch carries the resourceVersion read, so a concurrent change by someone else makes it fail
@@ -797,7 +859,7 @@ async fn sync_taints(ctx: &Context, rem: &Remediation, wanted: &[OurTaint]) -> R
     let Some(node) = nodes.get_opt(&node_name).await? else {
         return Ok(());
     };
-    let mut wanted: Vec<OurTaint> = wanted.to_vec();
+    let mut kept_by_others: Vec<OurTaint> = Vec::new();
     let others = ctx.store.get().map(|s| s.state()).unwrap_or_default();
     for other in others {
         let same = other.namespace() == rem.namespace() && other.name_any() == rem.name_any();
@@ -809,7 +871,7 @@ async fn sync_taints(ctx: &Context, rem: &Remediation, wanted: &[OurTaint]) -> R
             continue;
         }
         let status = other.status.clone().unwrap_or_default();
-        wanted.extend(machine::desired_taints(&other.spec, &status));
+        kept_by_others.extend(machine::desired_taints(&other.spec, &status));
     }
     let current: Vec<Taint> = node
         .spec
@@ -819,7 +881,7 @@ async fn sync_taints(ctx: &Context, rem: &Remediation, wanted: &[OurTaint]) -> R
     let owned_oos = node
         .annotations()
         .contains_key(OUR_OUT_OF_SERVICE_TAINT_ANNOTATION);
-    let change = machine::taint_change(&current_keys(&current), owned_oos, &wanted);
+    let change = machine::taint_change(&current_keys(&current), owned_oos, wanted, &kept_by_others);
     if change.is_none() {
         return Ok(());
     }
@@ -881,6 +943,17 @@ async fn patch_status(
         .await?;
     *version = written.resource_version().unwrap_or_default();
     Ok(())
+}
+
+/// Any out-of-service taint, whoever put it on.
+fn has_out_of_service_taint(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t.key == machine::OUT_OF_SERVICE_TAINT_KEY)
+        })
 }
 
 fn is_ready(node: &Node) -> bool {

@@ -40,6 +40,9 @@ struct Turn {
     advance_secs: i64,
     /// Another replica takes over before this turn: it has led for no time at all.
     leader_change: bool,
+    /// Someone (another remediation of the node, another remediator) holds the out-of-service
+    /// taint on the node.
+    node_out_of_service: bool,
     /// Filled in by the driver: how long the current leader has led.
     leading_for: StdDuration,
 }
@@ -113,6 +116,7 @@ fn turn() -> impl Strategy<Value = Turn> {
         ]),
         prop_oneof![0i64..3, 3i64..40],
         prop::bool::weighted(0.05),
+        prop::bool::weighted(0.1),
     )
         .prop_map(
             |(
@@ -124,6 +128,7 @@ fn turn() -> impl Strategy<Value = Turn> {
                 answer,
                 advance_secs,
                 leader_change,
+                node_out_of_service,
             )| Turn {
                 nova,
                 node,
@@ -133,6 +138,7 @@ fn turn() -> impl Strategy<Value = Turn> {
                 answer,
                 advance_secs,
                 leader_change,
+                node_out_of_service,
                 leading_for: StdDuration::MAX,
             },
         )
@@ -218,6 +224,7 @@ fn observe(turn: &Turn, now: Timestamp, last_sent: Option<Timestamp>) -> Observe
             .confirmed_by_person
             .then(|| "ops: checked the host".into()),
         leading_for: turn.leading_for,
+        node_out_of_service: turn.node_out_of_service,
     }
 }
 
@@ -291,13 +298,19 @@ fn drive(spec: &RemediationSpec, turns: &[Turn]) -> Result<(), TestCaseError> {
                 spec.action,
                 step.name
             );
-            // The new record is the last one; any earlier one of that kind in the step must
-            // be certainly failed, or unanswered past the grace with no sign on the server.
+            prop_assert!(
+                !(kind.runs_the_guest() && turn.node_out_of_service),
+                "turn {i}: {kind} sent while the node is out of service"
+            );
+            // The new record is the last one; any earlier one of that kind, in whatever step,
+            // must be certainly failed, or unanswered past the grace with no sign on the
+            // server. (Each kind belongs to one step of an action's plan.)
             let earlier = before
                 .steps
-                .last()
-                .filter(|s| s.name == step.name && s.finished.is_none())
-                .and_then(|s| s.requests.iter().rev().find(|r| r.action == kind));
+                .iter()
+                .flat_map(|s| s.requests.iter())
+                .rev()
+                .find(|r| r.action == kind);
             if let Some(earlier) = earlier {
                 let waited = StdDuration::try_from(now.duration_since(earlier.sent_at.0))
                     .unwrap_or_default();

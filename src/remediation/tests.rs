@@ -51,6 +51,7 @@ fn observed(ready: Option<bool>, server: ServerObservation) -> Observed {
         deletion: None,
         fence_confirmed_by: None,
         leading_for: StdDuration::MAX,
+        node_out_of_service: false,
     }
 }
 
@@ -84,6 +85,35 @@ fn sent_requests(status: &RemediationStatus) -> Vec<RequestKind> {
         .iter()
         .flat_map(|s| s.requests.iter().map(|r| r.action))
         .collect()
+}
+
+/// A status in `phase` whose one step `step` began at t(0), with `requests` on record.
+fn in_step(
+    phase: RemediationPhase,
+    step: StepName,
+    requests: Vec<OpenStackRequest>,
+) -> RemediationStatus {
+    RemediationStatus {
+        phase: Some(phase),
+        steps: vec![StepRecord {
+            name: step,
+            started: Time(t(0)),
+            finished: None,
+            requests,
+            message: None,
+        }],
+        ..Default::default()
+    }
+}
+
+/// A request of `kind` recorded at t(0) with `outcome`.
+fn recorded(kind: RequestKind, outcome: Option<RequestOutcome>) -> OpenStackRequest {
+    OpenStackRequest {
+        action: kind,
+        sent_at: Time(t(0)),
+        target: None,
+        outcome,
+    }
 }
 
 fn step_names(status: &RemediationStatus) -> Vec<StepName> {
@@ -590,9 +620,11 @@ fn an_unreachable_cloud_blocks_then_fails_without_releasing_anything() {
         &spec,
         &RemediationStatus::default(),
         Some(t(0)),
-        "CloudUnavailable",
-        "keystone token: unavailable",
-        true,
+        &Blocker {
+            reason: "CloudUnavailable",
+            message: "keystone token: unavailable",
+            retryable: true,
+        },
         t(30),
         Some(1),
     );
@@ -612,9 +644,11 @@ fn an_unreachable_cloud_blocks_then_fails_without_releasing_anything() {
         &spec,
         &plan.status,
         Some(t(0)),
-        "CloudUnavailable",
-        "keystone token: unavailable",
-        true,
+        &Blocker {
+            reason: "CloudUnavailable",
+            message: "keystone token: unavailable",
+            retryable: true,
+        },
         t(61),
         Some(1),
     );
@@ -650,9 +684,11 @@ fn a_blocked_step_is_timed_from_its_own_start() {
         &spec,
         &status,
         Some(t(0)),
-        "X",
-        "nova down",
-        true,
+        &Blocker {
+            reason: "X",
+            message: "nova down",
+            retryable: true,
+        },
         t(150),
         Some(1),
     );
@@ -661,9 +697,11 @@ fn a_blocked_step_is_timed_from_its_own_start() {
         &spec,
         &status,
         Some(t(0)),
-        "X",
-        "nova down",
-        true,
+        &Blocker {
+            reason: "X",
+            message: "nova down",
+            retryable: true,
+        },
         t(161),
         Some(1),
     );
@@ -673,9 +711,11 @@ fn a_blocked_step_is_timed_from_its_own_start() {
         &spec,
         &plan.status,
         Some(t(0)),
-        "X",
-        "y",
-        true,
+        &Blocker {
+            reason: "X",
+            message: "y",
+            retryable: true,
+        },
         t(500),
         Some(1),
     );
@@ -725,12 +765,12 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
     accept_last(&mut status);
     assert_eq!(
         PowerRestore::Start,
-        power_restore(&power_cycle, &status, &server("SHUTOFF", None))
+        power_restore(&power_cycle, &status, &server("SHUTOFF", None), false)
     );
     // Not while it is running, or after our own os-start.
     assert_eq!(
         PowerRestore::Nothing,
-        power_restore(&power_cycle, &status, &server("ACTIVE", None))
+        power_restore(&power_cycle, &status, &server("ACTIVE", None), false)
     );
     // Still powering off (the Remediation was deleted while os-stop ran): wait, then start.
     assert_eq!(
@@ -738,7 +778,8 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         power_restore(
             &power_cycle,
             &status,
-            &server("ACTIVE", Some("powering-off"))
+            &server("ACTIVE", Some("powering-off")),
+            false
         )
     );
     let mut started = status.clone();
@@ -755,7 +796,7 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         });
     assert_eq!(
         PowerRestore::Nothing,
-        power_restore(&power_cycle, &started, &server("SHUTOFF", None))
+        power_restore(&power_cycle, &started, &server("SHUTOFF", None), false)
     );
     // A stop that certainly failed did not turn it off: a server off for another reason stays off.
     let mut failed = status.clone();
@@ -769,7 +810,7 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         .outcome = Some(RequestOutcome::Failed("CloudConflict".into()));
     assert_eq!(
         PowerRestore::Nothing,
-        power_restore(&power_cycle, &failed, &server("SHUTOFF", None))
+        power_restore(&power_cycle, &failed, &server("SHUTOFF", None), false)
     );
     // Nothing was sent at all (the server crashed by itself): left as it is.
     assert_eq!(
@@ -777,7 +818,8 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         power_restore(
             &power_cycle,
             &RemediationStatus::default(),
-            &server("SHUTOFF", None)
+            &server("SHUTOFF", None),
+            false
         )
     );
     // Replace removes servers on purpose.
@@ -786,7 +828,8 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
         power_restore(
             &spec(RemediationAction::Replace),
             &status,
-            &server("SHUTOFF", None)
+            &server("SHUTOFF", None),
+            false
         )
     );
 }
@@ -1100,7 +1143,7 @@ fn replace_powers_off_first_and_removes_the_server_after_its_workloads_are_relea
 }
 
 #[test]
-fn replace_on_a_lost_host_replaces_the_capacity_but_keeps_the_workloads_until_a_person_confirms() {
+fn replace_on_a_lost_host_removes_and_releases_nothing_until_shutoff_or_a_person() {
     let spec = spec(RemediationAction::Replace);
     let stuck = observed(Some(false), server("ACTIVE", Some("powering-off")));
     let mut status = run(
@@ -1114,34 +1157,118 @@ fn replace_on_a_lost_host_replaces_the_capacity_but_keeps_the_workloads_until_a_
     // The compute host is down: os-stop never completes.
     let plan = run(&spec, &status, &stuck, t(20));
     assert_eq!(plan.action, Action::Wait(POLL));
-    // Half the fence timeout: the removal goes anyway, so the capacity comes back.
+    // After the patience (half the 60 s fence timeout): FenceUnproven, nothing removed.
     let plan = run(&spec, &plan.status, &stuck, t(31));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::FenceUnproven));
+    assert!(!releases(&spec, &plan), "{plan:#?}");
+    assert_eq!(sent_requests(&plan.status), vec![RequestKind::Stop]);
+    let notice = plan.notice.clone().expect("a Warning event");
+    assert!(notice.warning && notice.reason == "FenceUnproven");
+    assert!(notice.message.contains(FENCE_CONFIRMED_ANNOTATION));
+    // Long after the fence timeout: still waiting, still nothing removed or released.
+    let later = run(&spec, &plan.status, &stuck, t(600));
+    assert_eq!(later.status.phase, Some(RemediationPhase::FenceUnproven));
+    assert!(!releases(&spec, &later));
+    assert!(later.notice.is_none(), "the event is written once");
+    assert_eq!(sent_requests(&later.status), vec![RequestKind::Stop]);
+    // A cloud error meanwhile does not end the wait for a person.
+    let blocked_plan = blocked(
+        &spec,
+        &later.status,
+        Some(t(0)),
+        &Blocker {
+            reason: "CloudUnavailable",
+            message: "nova: 503",
+            retryable: true,
+        },
+        t(700),
+        Some(1),
+    );
+    assert_eq!(
+        blocked_plan.status.phase,
+        Some(RemediationPhase::FenceUnproven)
+    );
+    // The host comes back and the stop completes: SHUTOFF is the evidence after all.
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.workloads = Some(Workloads::default());
+    let plan = run(&spec, &later.status, &off, t(601));
+    assert_eq!(
+        plan.status.fence_evidence,
+        Some(FenceEvidence::ServerShutoff)
+    );
     assert_eq!(plan.action, Action::Cloud(CloudRequest::Delete));
-    let mut status = plan.status;
-    accept_last(&mut status);
-    // Nova deleted it locally: 404, and no compute_terminate_instance.
-    for deletion in [DeletionEvidence::NoDelete, DeletionEvidence::NotByCompute] {
-        let plan = run(&spec, &status, &gone(Some(deletion)), t(33));
-        assert_eq!(plan.status.phase, Some(RemediationPhase::FenceUnproven));
-        assert!(!releases(&spec, &plan), "{plan:#?}");
-        let notice = plan.notice.clone().expect("a Warning event");
-        assert!(notice.warning && notice.reason == "FenceUnproven");
-        assert!(notice.message.contains(FENCE_CONFIRMED_ANNOTATION));
-        // Long after the fence timeout: still waiting for a person, still nothing released.
-        let later = run(&spec, &plan.status, &gone(Some(deletion)), t(600));
-        assert_eq!(later.status.phase, Some(RemediationPhase::FenceUnproven));
-        assert!(!releases(&spec, &later));
-        assert!(later.notice.is_none(), "the event is written once");
-        // A person confirms: the workloads are released, the Node deleted.
-        let mut confirmed = gone(Some(deletion));
-        confirmed.fence_confirmed_by = Some("alice: the hypervisor is powered off".into());
-        let plan = run(&spec, &later.status, &confirmed, t(601));
-        assert_eq!(
-            plan.status.fence_evidence,
-            Some(FenceEvidence::ConfirmedByPerson)
-        );
-        assert_eq!(plan.action, Action::DeleteNode);
-    }
+    // Or a person confirms: released, then removed.
+    let mut confirmed = observed(Some(false), server("ACTIVE", Some("powering-off")));
+    confirmed.workloads = Some(Workloads::default());
+    confirmed.fence_confirmed_by = Some("alice: the hypervisor is powered off".into());
+    let plan = run(&spec, &later.status, &confirmed, t(601));
+    assert_eq!(
+        plan.status.fence_evidence,
+        Some(FenceEvidence::ConfirmedByPerson)
+    );
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Delete));
+    assert_eq!(
+        step_names(&plan.status),
+        vec![
+            StepName::Fence,
+            StepName::ReleaseWorkloads,
+            StepName::Recover
+        ]
+    );
+}
+
+#[test]
+fn nothing_that_runs_the_guest_is_sent_while_the_node_is_out_of_service() {
+    // Another remediation of the node holds the out-of-service taint: no os-start.
+    let spec = spec(RemediationAction::PowerCycle);
+    let status = RemediationStatus {
+        fence_evidence: Some(FenceEvidence::ServerShutoff),
+        ..in_step(RemediationPhase::Recovering, StepName::Recover, vec![])
+    };
+    let mut off = observed(Some(false), server("SHUTOFF", None));
+    off.node_out_of_service = true;
+    let plan = run(&spec, &status, &off, t(1));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert!(sent_requests(&plan.status).is_empty());
+    off.node_out_of_service = false;
+    assert_eq!(
+        run(&spec, &status, &off, t(2)).action,
+        Action::Cloud(CloudRequest::Start)
+    );
+    // Nor does a deleted Remediation power it on then.
+    let mut stopped = status.clone();
+    stopped.steps[0]
+        .requests
+        .push(recorded(RequestKind::Stop, Some(RequestOutcome::Accepted)));
+    assert_eq!(
+        power_restore(&spec, &stopped, &server("SHUTOFF", None), true),
+        PowerRestore::Nothing
+    );
+    assert_eq!(
+        power_restore(&spec, &stopped, &server("SHUTOFF", None), false),
+        PowerRestore::Start
+    );
+}
+
+#[test]
+fn a_blocked_turn_between_two_steps_is_timed_from_the_end_of_the_last_one() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let mut status = in_step(RemediationPhase::Fenced, StepName::Fence, vec![]);
+    status.steps[0].finished = Some(Time(t(500)));
+    // Created at 0, fence finished at 500: a Nova error at 510 is not past any timeout.
+    let plan = blocked(
+        &spec,
+        &status,
+        Some(t(0)),
+        &Blocker {
+            reason: "CloudUnavailable",
+            message: "nova: 503",
+            retryable: true,
+        },
+        t(510),
+        Some(1),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Fenced));
 }
 
 #[test]
@@ -1200,22 +1327,16 @@ fn every_recorded_request_is_resent_as_itself() {
                 }
             }
             let status = RemediationStatus {
-                phase: Some(RemediationPhase::Recovering),
                 server_id: Some("srv".into()),
                 fence_evidence: Some(FenceEvidence::ServerShutoff),
-                steps: vec![StepRecord {
-                    name: step,
-                    started: Time(t(0)),
-                    finished: None,
-                    requests: vec![OpenStackRequest {
-                        action: kind,
-                        sent_at: Time(t(0)),
-                        target: Some("srv".into()),
-                        outcome: Some(RequestOutcome::Failed("CloudConflict".into())),
-                    }],
-                    message: None,
-                }],
-                ..Default::default()
+                ..in_step(
+                    RemediationPhase::Recovering,
+                    step,
+                    vec![recorded(
+                        kind,
+                        Some(RequestOutcome::Failed("CloudConflict".into())),
+                    )],
+                )
             };
             let mut obs = observed(Some(false), server(server_status, None));
             obs.cluster_status = Some("UPDATE_COMPLETE".into());
@@ -1244,30 +1365,13 @@ fn a_request_outside_the_actions_plan_fails_the_remediation_and_is_not_sent() {
         assert!(!allowed_requests(action, false, step).contains(&RequestKind::Delete));
     }
     assert!(allowed_requests(RemediationAction::Reboot, false, StepName::Fence).is_empty());
-    let status = RemediationStatus {
-        phase: Some(RemediationPhase::Fencing),
-        steps: vec![StepRecord {
-            name: StepName::Fence,
-            started: Time(t(0)),
-            finished: None,
-            requests: vec![OpenStackRequest {
-                action: RequestKind::Delete,
-                sent_at: Time(t(0)),
-                target: None,
-                outcome: None,
-            }],
-            message: None,
-        }],
-        ..Default::default()
-    };
-    let mut m = Machine {
-        spec: &spec,
-        status,
-        observed: &observed(Some(false), server("ACTIVE", None)),
-        now: t(100),
-        generation: None,
-        notice: None,
-    };
+    let status = in_step(
+        RemediationPhase::Fencing,
+        StepName::Fence,
+        vec![recorded(RequestKind::Delete, None)],
+    );
+    let obs = observed(Some(false), server("ACTIVE", None));
+    let mut m = Machine::new(&spec, &status, &obs, t(100), None);
     assert_eq!(m.send(CloudRequest::Delete), Action::Done);
     assert_eq!(m.status.phase, Some(RemediationPhase::Failed));
     assert!(
@@ -1312,37 +1416,33 @@ fn only_the_out_of_service_taint_we_added_is_removed() {
     );
     let rem = (REMEDIATING_TAINT_KEY, "", "NoSchedule");
     // Wanted and missing: added and marked ours.
-    let change = taint_change(&[], false, &[rem, oos]);
+    let change = taint_change(&[], false, &[rem, oos], &[]);
     assert_eq!(change.add, vec![rem, oos]);
     assert_eq!(change.own_out_of_service, Some(true));
     // Another remediator's taint (not marked ours): never removed.
     let theirs = [(OUT_OF_SERVICE_TAINT_KEY, "NoExecute")];
-    assert!(taint_change(&theirs, false, &[]).is_none());
+    assert!(taint_change(&theirs, false, &[], &[]).is_none());
     // Ours, no longer wanted: removed, mark cleared.
-    let change = taint_change(&theirs, true, &[]);
+    let change = taint_change(&theirs, true, &[], &[]);
     assert_eq!(change.remove, vec![(OUT_OF_SERVICE_TAINT_KEY, "NoExecute")]);
     assert_eq!(change.own_out_of_service, Some(false));
-    // Wanted (by another live remediation of the node) and present: left as it is.
-    assert!(taint_change(&theirs, true, &[oos]).is_none());
+    // Kept by another live remediation of the node: left as it is.
+    assert!(taint_change(&theirs, true, &[], &[oos]).is_none());
+    // But another remediation's wish never adds it (its status may be stale in the cache).
+    assert!(taint_change(&[], false, &[], &[rem, oos]).is_none());
     // Our remediating taint comes and goes with what is wanted.
-    let change = taint_change(&[(REMEDIATING_TAINT_KEY, "NoSchedule")], false, &[]);
+    let change = taint_change(&[(REMEDIATING_TAINT_KEY, "NoSchedule")], false, &[], &[]);
     assert_eq!(change.remove, vec![(REMEDIATING_TAINT_KEY, "NoSchedule")]);
 }
 
 #[test]
 fn the_out_of_service_taint_needs_a_recorded_evidence() {
     let spec = spec(RemediationAction::PowerCycle);
-    let mut status = RemediationStatus {
-        phase: Some(RemediationPhase::ReleasingWorkloads),
-        steps: vec![StepRecord {
-            name: StepName::ReleaseWorkloads,
-            started: Time(t(0)),
-            finished: None,
-            requests: vec![],
-            message: None,
-        }],
-        ..Default::default()
-    };
+    let mut status = in_step(
+        RemediationPhase::ReleasingWorkloads,
+        StepName::ReleaseWorkloads,
+        vec![],
+    );
     assert!(
         !desired_taints(&spec, &status)
             .iter()
@@ -1407,9 +1507,11 @@ fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_
         &spec,
         &RemediationStatus::default(),
         Some(t(0)),
-        "CloudAuthFailed",
-        "keystone: 401",
-        false,
+        &Blocker {
+            reason: "CloudAuthFailed",
+            message: "keystone: 401",
+            retryable: false,
+        },
         t(10),
         Some(1),
     );
@@ -1419,9 +1521,11 @@ fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_
         &spec,
         &plan.status,
         Some(t(0)),
-        "CloudAuthFailed",
-        "keystone: 401",
-        false,
+        &Blocker {
+            reason: "CloudAuthFailed",
+            message: "keystone: 401",
+            retryable: false,
+        },
         t(61),
         Some(1),
     );
@@ -1434,22 +1538,11 @@ fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_
 fn a_new_leader_waits_before_it_resends_an_unanswered_request() {
     // os-stop on record 60 s ago, no answer, the server untouched: lost, as far as Nova shows.
     let spec = spec(RemediationAction::PowerCycle);
-    let status = RemediationStatus {
-        phase: Some(RemediationPhase::Fencing),
-        steps: vec![StepRecord {
-            name: StepName::Fence,
-            started: Time(t(0)),
-            finished: None,
-            requests: vec![OpenStackRequest {
-                action: RequestKind::Stop,
-                sent_at: Time(t(0)),
-                target: None,
-                outcome: None,
-            }],
-            message: None,
-        }],
-        ..Default::default()
-    };
+    let status = in_step(
+        RemediationPhase::Fencing,
+        StepName::Fence,
+        vec![recorded(RequestKind::Stop, None)],
+    );
     let mut obs = observed(Some(false), server("ACTIVE", None));
     // A leader of 5 s: the one before it may have been paused with the request in hand.
     obs.leading_for = StdDuration::from_secs(5);
