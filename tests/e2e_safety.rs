@@ -196,11 +196,12 @@ async fn a_server_nova_does_not_know_is_no_fence() -> Result<()> {
     Ok(())
 }
 
-/// A lost hypervisor and a Replace: `os-stop` never completes, the removal is sent so the
-/// capacity comes back, and Nova deletes the server locally (its compute service is down).
-/// Nothing proves the guest stopped, so the pods and the volume stay until a person confirms.
+/// A lost hypervisor and a Replace: `os-stop` never completes. Before, the server was deleted
+/// (Nova deletes it locally while its compute service is down, with the guest perhaps still
+/// running) and that 404 released the pods and the volume. Now nothing is removed or released
+/// until a person confirms; then the workloads move and the server is replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_locally_deleted_server_releases_nothing_until_a_person_confirms() -> Result<()> {
+async fn a_lost_hypervisor_releases_nothing_until_a_person_confirms() -> Result<()> {
     let bed = Bed::new("localdelete", 2).await?;
     let op = Operator::start(bed.tb, &bed.ns, &["--controllers=remediation"])?;
     let home = bed.db_placed().await?;
@@ -222,13 +223,10 @@ async fn a_locally_deleted_server_releases_nothing_until_a_person_confirms() -> 
     .await
     .with_context(|| op.log_tail())?;
     assert!(
-        bed.tb.sim.server(&server).is_none(),
-        "the server is deleted"
+        bed.tb.sim.server(&server).is_some(),
+        "the server is not removed without evidence"
     );
-    assert_eq!(
-        support::accepted_actions(bed.tb, &server),
-        vec!["os-stop", "delete"]
-    );
+    assert_eq!(support::accepted_actions(bed.tb, &server), vec!["os-stop"]);
     // Well past the fence timeout: still waiting, nothing released, the Node still there.
     tokio::time::sleep(Duration::from_secs(25)).await;
     let status = bed.status(&home).await?;
@@ -270,6 +268,11 @@ async fn a_locally_deleted_server_releases_nothing_until_a_person_confirms() -> 
     assert_eq!(
         status.fence_evidence,
         Some(FenceEvidence::ConfirmedByPerson)
+    );
+    assert_eq!(
+        support::accepted_actions(bed.tb, &server),
+        vec!["os-stop", "delete"],
+        "removed only after the confirmation"
     );
     wait_for(
         Duration::from_secs(60),

@@ -235,11 +235,9 @@ async fn run(tb: &TestBed, args: &Args) -> Result<()> {
                 .iter()
                 .find(|(_, r)| r.phase == "FenceUnproven")
                 .map(|(name, _)| name.clone());
-            let replacement_ready =
-                snap.nodes.values().filter(|n| n.ready == "True").count() >= nodes;
-            if let Some(name) = unproven.filter(|_| replacement_ready) {
+            if let Some(name) = unproven {
                 timeline.say(
-                    "Nova deleted the server locally (its host is down): no proof the guest stopped, so db-0 stays put",
+                    "the stop never completes (its host is down): no proof the guest stopped, so nothing is removed and db-0 stays put",
                 );
                 timeline.say(format!(
                     "a person checks the hypervisor is off and confirms: kubectl -n {NAMESPACE} annotate remediation {name} nodehealer.io/fence-confirmed=..."
