@@ -797,8 +797,13 @@ impl Machine<'_> {
         let hard_now = match self.spec.openstack.reboot_type {
             RebootType::Hard => true,
             RebootType::Soft => false,
-            // A soft reboot gets half the time; a hung guest ignores it, so go hard.
-            RebootType::SoftThenHard => soft_sent && self.elapsed(step) > timeout / 2,
+            // A soft reboot gets half the time; a hung guest ignores it, so go hard. Nova
+            // refuses a soft reboot of a server that is not ACTIVE (SHUTOFF, ERROR): go hard at
+            // once then, rather than wait out the timeout having sent nothing.
+            RebootType::SoftThenHard => {
+                (soft_sent && self.elapsed(step) > timeout / 2)
+                    || (!soft_sent && !server.is_active() && server.task_state.is_none())
+            }
         };
         let kind = if hard_now {
             RequestKind::RebootHard

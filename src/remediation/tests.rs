@@ -1554,3 +1554,31 @@ fn a_new_leader_waits_before_it_resends_an_unanswered_request() {
     assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
     assert_eq!(plan.status.steps[0].requests.len(), 2);
 }
+
+#[test]
+fn a_soft_then_hard_reboot_of_a_server_that_is_not_active_goes_hard_at_once() {
+    // Nova refuses a soft reboot of a SHUTOFF or ERROR server: waiting for it would send
+    // nothing until the recover timeout.
+    let spec = spec(RemediationAction::Reboot);
+    for status in ["SHUTOFF", "ERROR"] {
+        let plan = run(
+            &spec,
+            &RemediationStatus::default(),
+            &observed(Some(false), server(status, None)),
+            t(0),
+        );
+        assert_eq!(
+            plan.action,
+            Action::Cloud(CloudRequest::Reboot { hard: true }),
+            "{status}"
+        );
+    }
+    // A server with a task running is waited for.
+    let plan = run(
+        &spec,
+        &RemediationStatus::default(),
+        &observed(Some(false), server("ACTIVE", Some("powering-on"))),
+        t(0),
+    );
+    assert_eq!(plan.action, Action::Wait(POLL));
+}
