@@ -1196,11 +1196,12 @@ impl Machine<'_> {
                 }
             }
             None => {
-                // The answer never arrived. Only the server can say whether it got there.
-                // Both times have whole seconds only (Nova's `updated`, and `sentAt` once
-                // stored): a change in the same second as the record may well have come
-                // before the request, so only a later second proves the server was touched.
-                let touched = server.updated.is_some_and(|u| u > sent_at);
+                // The answer never arrived. Only the server can say whether it got there: a
+                // later `updated` than Nova showed when the request was decided (Nova's clock
+                // against itself; records of earlier releases compare with `sentAt`). Both have
+                // whole seconds only, so a change in the same second is no proof.
+                let before = request.server_updated.as_ref().map_or(sent_at, |t| t.0);
+                let touched = server.updated.is_some_and(|u| u > before);
                 if in_progress(server) || touched {
                     self.set_outcome(kind, RequestOutcome::Accepted);
                     None
@@ -1260,11 +1261,16 @@ impl Machine<'_> {
         }
         let now = self.now;
         let target = self.status.server_id.clone();
+        let server_updated = match &self.observed.server {
+            ServerObservation::Present(s) => s.updated.map(Time),
+            ServerObservation::Gone => None,
+        };
         if let Some(step) = self.status.steps.last_mut() {
             step.requests.push(OpenStackRequest {
                 action: kind,
                 sent_at: Time(now),
                 target,
+                server_updated,
                 outcome: None,
             });
         }

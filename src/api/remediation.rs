@@ -478,6 +478,11 @@ pub struct OpenStackRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
 
+    /// Nova's `updated` of the server as seen when the request was decided: a later one shows
+    /// the server changed since (Nova's clock against Nova's clock, never ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_updated: Option<Time>,
+
     /// What came back: `Accepted`, or `Failed: <reason>`. Empty while the answer is unknown —
     /// recorded before sending, so a controller that restarts in between knows the request may
     /// have reached OpenStack and checks the server before ever sending it again.

@@ -112,6 +112,7 @@ fn recorded(kind: RequestKind, outcome: Option<RequestOutcome>) -> OpenStackRequ
         action: kind,
         sent_at: Time(t(0)),
         target: None,
+        server_updated: None,
         outcome,
     }
 }
@@ -792,6 +793,7 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
             action: RequestKind::Start,
             sent_at: Time(t(5)),
             target: None,
+            server_updated: None,
             outcome: Some(RequestOutcome::Accepted),
         });
     assert_eq!(
@@ -884,6 +886,7 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
             action: RequestKind::Start,
             sent_at: Time(t(0)),
             target: None,
+            server_updated: None,
             outcome: None,
         }],
         message: None,
@@ -1581,4 +1584,42 @@ fn a_soft_then_hard_reboot_of_a_server_that_is_not_active_goes_hard_at_once() {
         t(0),
     );
     assert_eq!(plan.action, Action::Wait(POLL));
+}
+
+#[test]
+fn whether_a_lost_request_arrived_is_read_on_novas_clock_alone() {
+    // Nova's clock runs 3 s ahead of ours: the server's last change (before our os-stop)
+    // carries a time after our sentAt. It is no sign that the request arrived.
+    let spec = spec(RemediationAction::PowerCycle);
+    let ahead = |at: i64| {
+        observed(
+            Some(false),
+            ServerObservation::Present(ServerState {
+                status: "ACTIVE".into(),
+                task_state: None,
+                image_id: "img-1".into(),
+                updated: Some(t(at)),
+            }),
+        )
+    };
+    let plan = run(&spec, &RemediationStatus::default(), &ahead(2), t(0));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    let status = plan.status;
+    let recorded = &status.steps[0].requests[0];
+    assert_eq!(recorded.server_updated, Some(Time(t(2))));
+    // The answer was lost (outcome empty); the server is unchanged.
+    let plan = run(&spec, &status, &ahead(2), t(5));
+    assert_eq!(
+        plan.status.steps[0].requests[0].outcome, None,
+        "not taken as accepted"
+    );
+    // After the grace, with nothing on the server: sent again.
+    let plan = run(&spec, &status, &ahead(2), t(31));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Stop));
+    // A later change on Nova's clock is the sign.
+    let plan = run(&spec, &status, &ahead(3), t(5));
+    assert_eq!(
+        plan.status.steps[0].requests[0].outcome,
+        Some(RequestOutcome::Accepted)
+    );
 }
