@@ -346,6 +346,7 @@ async fn an_escalation_never_has_two_remediators_on_one_node() -> Result<()> {
     let home = bed.db_placed().await?;
     let server = bed.server(&home);
     bed.tb.kernel_hang(&home).await?;
+    let hung_at = std::time::Instant::now();
     // The PowerCycle fences, releases, powers on; the node comes back; everything is removed.
     let power_cycled = wait_for(
         Duration::from_secs(180),
@@ -362,8 +363,12 @@ async fn an_escalation_never_has_two_remediators_on_one_node() -> Result<()> {
     )
     .await;
     power_cycled.with_context(|| op.log_tail())?;
-    // Half the Reboot's recover timeout (90s after it began) must pass: no hard reboot ever.
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Half the Reboot's recover timeout (90 s after it began, a few seconds after the hang)
+    // must have passed, with a margin: no hard reboot ever.
+    let hard_reboot_due = Duration::from_secs(105);
+    if let Some(left) = hard_reboot_due.checked_sub(hung_at.elapsed()) {
+        tokio::time::sleep(left).await;
+    }
     let requests: Vec<String> = bed
         .tb
         .sim
