@@ -185,3 +185,75 @@ async fn the_magnum_auto_healer_converter_output_is_accepted() -> Result<()> {
     assert!(stderr.contains("max-unhealthy: unknown key"), "{stderr}");
     Ok(())
 }
+
+/// A Remediation's spec cannot change once created: its status (requests on record, the fence's
+/// evidence) belongs to the spec it started with. Its metadata can (the NodeHealthCheck's
+/// annotations, a person's fence confirmation), and a RemediationTemplate's spec can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediations_spec_cannot_change_but_its_annotations_can() -> Result<()> {
+    let tb = support::testbed().await?;
+    let client = tb.client().await?;
+    let ns = tb.namespace("immutable").await?;
+    let spec = json!({"action": "PowerCycle",
+        "openstack": {"cloudSecretRef": {"name": "cloud"}, "cloud": "openstack"}});
+    support::remediate(&client, &ns, "node-a", spec).await?;
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "nodehealer.io",
+        "v1alpha1",
+        "Remediation",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let merge = |patch: Value| {
+        let api = api.clone();
+        async move {
+            api.patch(
+                "node-a",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await
+        }
+    };
+    match merge(json!({"spec": {"action": "Replace"}})).await {
+        Err(kube::Error::Api(e)) => assert!(
+            e.message.contains("a Remediation's spec cannot change"),
+            "{}",
+            e.message
+        ),
+        other => bail!("a changed action was accepted: {other:?}"),
+    }
+    match merge(json!({"spec": {"openstack": {"cloud": "another"}}})).await {
+        Err(kube::Error::Api(e)) => assert!(e.message.contains("cannot change"), "{}", e.message),
+        other => bail!("a changed cloud was accepted: {other:?}"),
+    }
+    merge(json!({"metadata": {"annotations": {"nodehealer.io/fence-confirmed": "alice"}}}))
+        .await
+        .context("annotations stay writable")?;
+    let template = json!({
+        "apiVersion": "nodehealer.io/v1alpha1", "kind": "RemediationTemplate",
+        "metadata": {"name": "t", "namespace": ns},
+        "spec": {"template": {"spec": {"action": "Reboot",
+            "openstack": {"cloudSecretRef": {"name": "cloud"}, "cloud": "openstack"}}}}
+    });
+    nodehealer_testbed::objects::create(&client, &template).await?;
+    let templates: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &ApiResource::from_gvk(&GroupVersionKind::gvk(
+            "nodehealer.io",
+            "v1alpha1",
+            "RemediationTemplate",
+        )),
+    );
+    templates
+        .patch(
+            "t",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                &json!({"spec": {"template": {"spec": {"action": "PowerCycle"}}}}),
+            ),
+        )
+        .await
+        .context("a template's spec may change")?;
+    Ok(())
+}

@@ -20,6 +20,11 @@ use super::Duration;
     shortname = "rem",
     status = "RemediationStatus",
     derive = "PartialEq",
+    // A remediation under way must not change what it does or which cloud it acts on: its
+    // status (requests on record, the fence's evidence) belongs to the spec it started with.
+    // (Only the Remediation: a RemediationTemplate's copy of the spec may change.)
+    validation = Rule::new("self.spec == oldSelf.spec")
+        .message("a Remediation's spec cannot change; delete it and create a new one"),
     doc = "Remediation repairs one node through OpenStack: fence it, free its workloads and bring \
            the capacity back. Created by a NodeHealthCheck from a RemediationTemplate, named after \
            the node.",
