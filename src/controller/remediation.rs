@@ -279,10 +279,7 @@ async fn restore_power(cached: &Remediation, ctx: &Context) -> Result<()> {
         .unwrap_or(Duration::ZERO);
     let attempt = async {
         let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
-        let server = match cloud.server(&server_id).await? {
-            None => ServerObservation::Gone,
-            Some(s) => ServerObservation::Present(server_state(&s)),
-        };
+        let server = look_at(cloud.as_ref(), &server_id).await?;
         let nodes: Api<Node> = Api::all(ctx.client.clone());
         let node_out_of_service = nodes
             .get_opt(&node_name_of(rem))
@@ -347,6 +344,14 @@ async fn restore_power(cached: &Remediation, ctx: &Context) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The server as the step machine sees it.
+async fn look_at(cloud: &dyn Cloud, server_id: &str) -> Result<ServerObservation> {
+    Ok(match cloud.server(server_id).await? {
+        None => ServerObservation::Gone,
+        Some(s) => ServerObservation::Present(server_state(&s)),
+    })
 }
 
 fn server_state(s: &openstack::Server) -> ServerState {
@@ -493,8 +498,11 @@ async fn step(
 ) -> Result<Requeue> {
     let node_name = node_name_of(rem);
     let node_name = node_name.as_str();
-    let (observed, node) = observe(rem, ctx, node_name, &mut status).await?;
-    let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
+    let Observation {
+        observed,
+        node,
+        cloud,
+    } = observe(rem, ctx, node_name, &mut status).await?;
     // Taken after the reads, which can be slow: a request's `sentAt` must not look older
     // than it is to the next leader, which resends a lost request only once its record is old
     // enough.
@@ -679,6 +687,13 @@ async fn carry_out(
     Ok(requeue)
 }
 
+/// What one turn observed, and the handles it read them with (used again to carry out).
+struct Observation {
+    observed: Observed,
+    node: Option<Node>,
+    cloud: Arc<dyn Cloud>,
+}
+
 /// Everything the machine needs for its next step: the node, the server (and, once it is gone
 /// during the fence, how it was deleted), the workloads while they are released, the Magnum
 /// cluster while something may be sent to it, and a person's fence confirmation. Maps the node
@@ -688,7 +703,7 @@ async fn observe(
     ctx: &Context,
     node_name: &str,
     status: &mut RemediationStatus,
-) -> Result<(Observed, Option<Node>)> {
+) -> Result<Observation> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let node = nodes.get_opt(node_name).await?;
     status
@@ -701,10 +716,7 @@ async fn observe(
     }
     let cloud = ctx.cloud_for(rem, status.region.as_deref()).await?;
     let server_id = status.server_id.clone().unwrap_or_default();
-    let server = match cloud.server(&server_id).await? {
-        None => ServerObservation::Gone,
-        Some(s) => ServerObservation::Present(server_state(&s)),
-    };
+    let server = look_at(cloud.as_ref(), &server_id).await?;
     let current = status
         .steps
         .last()
@@ -749,7 +761,11 @@ async fn observe(
         leading_for: ctx.settings.authority.held_for(),
         node_out_of_service: node.as_ref().is_some_and(has_out_of_service_taint),
     };
-    Ok((observed, node))
+    Ok(Observation {
+        observed,
+        node,
+        cloud,
+    })
 }
 
 /// Sends one OpenStack request.
