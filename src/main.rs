@@ -114,6 +114,10 @@ enum Command {
         /// Name of the clouds.yaml Secret.
         #[arg(long, default_value = "openstack-cloud")]
         secret_name: String,
+        /// Keys magnum-auto-healer ignored (`okCodes` for `ok-codes`, say): convert what it ran
+        /// with (`as-run`: the defaults) or what the key probably meant (`as-meant`).
+        #[arg(long, value_enum, default_value = "as-run")]
+        ignored_keys: IgnoredKeysArg,
     },
 }
 
@@ -124,6 +128,7 @@ fn run_command(command: &Command) -> Result<()> {
             config,
             to_namespace,
             secret_name,
+            ignored_keys,
         } => {
             let text = if config.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())?
@@ -134,13 +139,28 @@ fn run_command(command: &Command) -> Result<()> {
             let options = nodehealer::import::ImportOptions {
                 namespace: to_namespace.clone(),
                 secret_name: secret_name.clone(),
+                ignored_keys: match ignored_keys {
+                    IgnoredKeysArg::AsRun => nodehealer::import::IgnoredKeys::AsRun,
+                    IgnoredKeysArg::AsMeant => nodehealer::import::IgnoredKeys::AsMeant,
+                },
             };
-            let manifests = nodehealer::import::convert(&text, &options)
+            let conversion = nodehealer::import::convert(&text, &options)
                 .with_context(|| format!("{} cannot be converted", config.display()))?;
-            print!("{}", nodehealer::import::to_yaml(&manifests));
+            // The notes are in the output as comments; a person piping it to kubectl sees
+            // them here as well.
+            for note in &conversion.notes {
+                eprintln!("note: {note}");
+            }
+            print!("{}", nodehealer::import::to_yaml(&conversion));
             Ok(())
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum IgnoredKeysArg {
+    AsRun,
+    AsMeant,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
