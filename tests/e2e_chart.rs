@@ -17,7 +17,7 @@ use nodehealer_testbed::{
 };
 use serde_json::json;
 use support::Operator;
-use support::chart::{alerts, chart, documents, run_helm};
+use support::chart::{alerts, chart, dashboard_queries, documents, run_helm};
 
 /// `helm template` with one `--set`: Ok(manifests) or Err(helm's message).
 fn render_with(chart: &str, set: &str) -> Result<Result<String, String>> {
@@ -43,6 +43,7 @@ nhcSelector: pool=workers
 metrics:
   serviceMonitor: {enabled: true, labels: {release: prometheus}}
   prometheusRule: {enabled: true, labels: {release: prometheus}, for: {nodesUnhealthy: 1h}}
+  grafanaDashboard: {enabled: true, labels: {grafana_dashboard: "1"}, annotations: {grafana_folder: Kubernetes}}
 cloudSecret: {create: true, cloudsYaml: "clouds: {}", cacert: "-----BEGIN CERTIFICATE-----"}
 cloudSecretNamespaces: [tenant-a]
 thirdPartyRemediations:
@@ -190,6 +191,51 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
         Ok(_) => bail!("a `for` that is no Prometheus duration was accepted"),
         Err(message) => assert!(message.contains("openStackErrors"), "{message}"),
     }
+
+    // The Grafana dashboard: off unless asked for; a ConfigMap with the sidecar's label; every
+    // panel query valid PromQL on our metrics, covering what an operator of the pools watches.
+    let off = render_with(chart, "metrics.service.enabled=true")?.map_err(anyhow::Error::msg)?;
+    assert!(!off.contains("nodehealer.json"), "no dashboard by default");
+    let queries = dashboard_queries(&[
+        "--set",
+        "metrics.grafanaDashboard.enabled=true",
+        "--set",
+        "metrics.grafanaDashboard.namespace=monitoring",
+    ])?;
+    let all: Vec<String> = queries
+        .iter()
+        .flat_map(|(_, q)| support::chart::families(q))
+        .collect();
+    for family in [
+        "nodehealer_nodehealthcheck_nodes",
+        "nodehealer_remediations_ended",
+        "nodehealer_node_recovery_seconds",
+        "nodehealer_standby_nodes",
+        "nodehealer_openstack_requests",
+    ] {
+        assert!(
+            all.iter().any(|f| f == family),
+            "a panel reads {family}: {queries:?}"
+        );
+    }
+    let rendered = run_helm(
+        &[
+            "template",
+            "nh",
+            chart,
+            "--kube-version",
+            "1.36.3",
+            "--set",
+            "metrics.grafanaDashboard.enabled=true,metrics.grafanaDashboard.namespace=monitoring",
+            "--show-only",
+            "templates/grafana-dashboard.yaml",
+        ],
+        None,
+    )?
+    .map_err(anyhow::Error::msg)?;
+    let cm = &documents(&rendered)?[0];
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
     Ok(())
 }
 

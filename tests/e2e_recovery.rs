@@ -393,6 +393,19 @@ async fn reserved_host_takes_the_workload_and_the_repaired_node_becomes_the_stan
             );
         }
     }
+    // And so is every metric the chart's Grafana dashboard reads.
+    for (panel, expr) in
+        support::chart::dashboard_queries(&["--set", "metrics.grafanaDashboard.enabled=true"])?
+    {
+        let read = support::chart::families(&expr);
+        assert!(!read.is_empty(), "{panel} reads our metrics: {expr}");
+        for family in read {
+            assert!(
+                metrics.contains(&format!("# TYPE {family} ")),
+                "the dashboard's {panel} reads {family}, which the operator does not export:\n{metrics}"
+            );
+        }
+    }
     report_timing(
         "ReservedHost: node death -> StatefulSet pod Running on the standby",
         moved,

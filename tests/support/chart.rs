@@ -71,13 +71,72 @@ pub fn alerts(values: &[&str]) -> Result<Vec<(String, String, Option<String>)>> 
     Ok(alerts)
 }
 
-/// The `nodehealer_*` metric families a PromQL expression reads (`_total` is the counter's
-/// sample suffix, not part of the family).
+/// The `nodehealer_*` metric families a PromQL expression reads (`_total` is a counter's
+/// sample suffix, `_bucket`, `_sum` and `_count` a histogram's: not part of the family).
 pub fn families(expr: &str) -> Vec<String> {
     expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .filter(|w| w.starts_with("nodehealer_"))
-        .map(|w| w.trim_end_matches("_total").to_string())
+        .map(|w| {
+            ["_total", "_bucket", "_sum", "_count"]
+                .iter()
+                .fold(w, |w, suffix| w.strip_suffix(suffix).unwrap_or(w))
+                .to_string()
+        })
         .collect()
+}
+
+/// The chart's Grafana dashboard rendered with `values`: (panel title, query) for every
+/// panel's query and every query variable. Each panel query must parse as PromQL once
+/// Grafana's own variables are put in, as Grafana would.
+pub fn dashboard_queries(values: &[&str]) -> Result<Vec<(String, String)>> {
+    let chart = chart();
+    let mut args = vec![
+        "template",
+        "nh",
+        chart.to_str().context("path")?,
+        "--kube-version",
+        "1.36.3",
+        "--show-only",
+        "templates/grafana-dashboard.yaml",
+    ];
+    args.extend(values);
+    let rendered = run_helm(&args, None)?.map_err(anyhow::Error::msg)?;
+    let docs = documents(&rendered)?;
+    assert_eq!(docs.len(), 1, "one ConfigMap: {rendered}");
+    assert_eq!(docs[0]["kind"], "ConfigMap");
+    let text = docs[0]["data"]["nodehealer.json"]
+        .as_str()
+        .context("data.nodehealer.json")?;
+    let dashboard: Value = serde_json::from_str(text).context("the dashboard is JSON")?;
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().context("panels")? {
+        let title = panel["title"].as_str().context("title")?.to_string();
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{title} reads the chosen data source"
+        );
+        for target in panel["targets"].as_array().context("targets")? {
+            let expr = target["expr"].as_str().context("expr")?.to_string();
+            let concrete = expr
+                .replace("$__rate_interval", "5m")
+                .replace("$__range", "6h")
+                .replace("$nodehealthcheck", ".*");
+            promql_parser::parser::parse(&concrete)
+                .map_err(|e| anyhow::anyhow!("{title}: {expr}: {e}"))?;
+            queries.push((title.clone(), expr));
+        }
+    }
+    for variable in dashboard["templating"]["list"]
+        .as_array()
+        .context("templating")?
+    {
+        if variable["type"] == "query" {
+            let name = variable["name"].as_str().context("name")?;
+            let query = variable["definition"].as_str().context("definition")?;
+            queries.push((format!("variable {name}"), query.to_string()));
+        }
+    }
+    Ok(queries)
 }
 
 pub fn documents(text: &str) -> Result<Vec<Value>> {
