@@ -59,6 +59,8 @@ pub fn status(
     let now = input.now;
     let mut s = NodeHealthCheckStatus {
         conditions: input.previous.conditions.clone(),
+        // The readiness check's, not this controller's: kept as it wrote them.
+        cloud_readiness: input.previous.cloud_readiness.clone(),
         observed_generation: input.generation,
         ..Default::default()
     };
