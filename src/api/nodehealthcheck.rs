@@ -62,6 +62,12 @@ pub const MIN_ESCALATION_TIMEOUT_SECS: u64 = 60;
         description = "Selected nodes that are unhealthy"
     ),
     printcolumn(
+        name = "CloudReady",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"CloudReady\")].reason",
+        description = "Whether the remediation path works (the CloudReady condition's reason)"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
