@@ -182,7 +182,13 @@ async fn main() -> Result<()> {
     }) = &args.command
     {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let code = match check(kubeconfig.as_deref(), namespace.as_deref(), nhc_selector.as_deref()).await {
+        let code = match check(
+            kubeconfig.as_deref(),
+            namespace.as_deref(),
+            nhc_selector.as_deref(),
+        )
+        .await
+        {
             Ok(true) => 0,
             Ok(false) => 1,
             Err(e) => {
@@ -331,7 +337,10 @@ async fn check(
         for (reason, problem) in &verdict.problems {
             if *reason == Reason::NodesUnmapped {
                 for node in &verdict.unmapped {
-                    println!("FAIL  {name}: {reason}: node {}: {}", node.name, node.reason);
+                    println!(
+                        "FAIL  {name}: {reason}: node {}: {}",
+                        node.name, node.reason
+                    );
                 }
             } else {
                 println!("FAIL  {name}: {reason}: {problem}");

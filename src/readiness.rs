@@ -184,7 +184,9 @@ pub struct CloudRead {
 pub enum ClusterRead {
     Found,
     /// Magnum answered 404 for this name or uuid.
-    Missing { cluster: String },
+    Missing {
+        cluster: String,
+    },
     Failed(Failure),
 }
 

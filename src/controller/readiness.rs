@@ -35,7 +35,7 @@ use crate::api::nodehealthcheck::{
 use crate::api::{NodeHealthCheck, OpenStackSpec, RemediationTemplate, parse_selector};
 use crate::openstack::{ClientOptions, Cloud, CloudConfig, CloudError, OpenStackClient};
 use crate::readiness::{
-    ClusterRead, CloudProbe, CloudRead, Failure, ListedServer, PoolNode, Reason, Region, Verdict,
+    CloudProbe, CloudRead, ClusterRead, Failure, ListedServer, PoolNode, Reason, Region, Verdict,
     assess, regions,
 };
 
@@ -247,8 +247,7 @@ impl Round<'_> {
     /// remediators (not `RemediationTemplate`) reach no cloud of ours and are left out.
     async fn probes(&mut self, nhc: &NodeHealthCheck, pool: &[PoolNode]) -> Vec<CloudProbe> {
         let mut probes = Vec::new();
-        let mut seen: BTreeSet<(String, String, String, String, Option<String>)> =
-            BTreeSet::new();
+        let mut seen: BTreeSet<(String, String, String, String, Option<String>)> = BTreeSet::new();
         for step in nhc.spec.template_steps() {
             let t = step.template;
             let ours = t.kind == "RemediationTemplate"
@@ -307,7 +306,12 @@ impl Round<'_> {
     }
 
     /// Reads the cloud of `spec` (a template's, in `namespace`) as far as `pool` needs.
-    async fn probe(&mut self, namespace: &str, spec: &OpenStackSpec, pool: &[PoolNode]) -> CloudProbe {
+    async fn probe(
+        &mut self,
+        namespace: &str,
+        spec: &OpenStackSpec,
+        pool: &[PoolNode],
+    ) -> CloudProbe {
         let target = format!(
             "Secret {namespace}/{} (cloud {})",
             spec.cloud_secret_ref.name, spec.cloud
@@ -485,7 +489,11 @@ pub async fn run(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
         }
         // Only the leader reads the cloud (it runs this only once elected; this is the
         // margin's check, as for every other OpenStack request).
-        if ctx.settings.authority.may_act(ctx.settings.authority.margin()) {
+        if ctx
+            .settings
+            .authority
+            .may_act(ctx.settings.authority.margin())
+        {
             let full = tokio::time::Instant::now() >= next_round;
             if let Err(e) = look(&ctx, full).await {
                 tracing::warn!(error = %e, "the cloud readiness check failed");

@@ -255,12 +255,7 @@ fn what_the_condition_says() {
     for case in cases {
         let verdict = assess(&case.nodes, &case.probes);
         assert_eq!(verdict.reason, case.reason, "{}: {verdict:#?}", case.name);
-        assert_eq!(
-            verdict.is_ready(),
-            case.reason.is_ready(),
-            "{}",
-            case.name
-        );
+        assert_eq!(verdict.is_ready(), case.reason.is_ready(), "{}", case.name);
         let unmapped: Vec<&str> = verdict.unmapped.iter().map(|u| u.name.as_str()).collect();
         assert_eq!(unmapped, case.unmapped, "{}", case.name);
         let message = verdict.message();
@@ -298,7 +293,10 @@ fn the_message_names_the_first_problems_and_counts_the_rest() {
         .collect();
     let verdict = assess(&[], &probes);
     let message = verdict.message();
-    assert!(message.contains("nh/s0") && message.contains("nh/s4"), "{message}");
+    assert!(
+        message.contains("nh/s0") && message.contains("nh/s4"),
+        "{message}"
+    );
     assert!(!message.contains("nh/s5"), "{message}");
     assert!(message.ends_with("and 3 more problems"), "{message}");
 }
