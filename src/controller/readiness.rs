@@ -550,7 +550,9 @@ async fn look(ctx: &Context, full: bool) -> crate::error::Result<()> {
         (stale, overwritten)
     };
     for (nhc, w) in overwritten {
-        write(ctx, &nhc.name_any(), &w).await?;
+        if let Err(e) = write(ctx, &nhc.name_any(), &w).await {
+            tracing::warn!(nodehealthcheck = %nhc.name_any(), error = %e, "writing CloudReady failed");
+        }
     }
     if full || !stale.is_empty() {
         let scope = Scope {
@@ -589,7 +591,12 @@ async fn look(ctx: &Context, full: bool) -> crate::error::Result<()> {
                     "cloud readiness"
                 );
             }
-            write(ctx, &nhc.name_any(), &w).await?;
+            // One NodeHealthCheck's failed write leaves the others' (and the gauges) alone;
+            // it is not recorded as written, so the next look tries again.
+            if let Err(e) = write(ctx, &nhc.name_any(), &w).await {
+                tracing::warn!(nodehealthcheck = %nhc.name_any(), error = %e, "writing CloudReady failed");
+                continue;
+            }
             ctx.written
                 .lock()
                 .expect("written lock")

@@ -426,4 +426,53 @@ mod tests {
         assert_eq!(events[0].reason, "Disabled");
         assert!(events[0].warning);
     }
+
+    /// The readiness check writes `CloudReady` and `cloudReadiness` into the same status; this
+    /// controller's write (a merge patch that clears what it leaves out) must keep both.
+    #[test]
+    fn the_readiness_checks_condition_and_status_are_kept() {
+        use crate::api::nodehealthcheck::{
+            CLOUD_READY_CONDITION, CloudReadinessStatus, UnmappedNode,
+        };
+        let mut previous = NodeHealthCheckStatus {
+            cloud_readiness: Some(CloudReadinessStatus {
+                last_checked: Some(Time(t(-10))),
+                unmapped_count: 1,
+                unmapped_nodes: vec![UnmappedNode {
+                    name: "w-3".into(),
+                    reason: "no server".into(),
+                }],
+            }),
+            ..Default::default()
+        };
+        set_condition(
+            &mut previous.conditions,
+            CLOUD_READY_CONDITION,
+            false,
+            "NodesUnmapped",
+            "1 of 2 nodes map to no server",
+            Some(1),
+            t(-10),
+        );
+        for disabled in [None, Some("template nh/missing not found")] {
+            let input = ReportInput {
+                previous: &previous,
+                disabled,
+                pause_requests: &[],
+                created: &[],
+                generation: Some(1),
+                now: t(0),
+            };
+            let spec = spec("50%");
+            let pool = Pool::default();
+            let decision = decide(&Policy::from_spec(&spec), &pool, t(0));
+            let s = status(&input, &pool, disabled.is_none().then_some(&decision));
+            assert_eq!(s.cloud_readiness, previous.cloud_readiness, "{disabled:?}");
+            assert_eq!(
+                crate::api::conditions::find_condition(&s.conditions, CLOUD_READY_CONDITION),
+                previous.conditions.first(),
+                "{disabled:?}"
+            );
+        }
+    }
 }
