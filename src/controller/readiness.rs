@@ -487,16 +487,15 @@ pub async fn run(ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             return;
         }
-        // Only the leader reads the cloud (it runs this only once elected; this is the
-        // margin's check, as for every other OpenStack request).
-        if ctx
-            .settings
-            .authority
-            .may_act(ctx.settings.authority.margin())
-        {
+        // Only the leader reads the cloud (this runs only once elected), and a round stops
+        // where it is when the Lease is lost, as every other OpenStack request does.
+        let authority = &ctx.settings.authority;
+        if authority.may_act(authority.margin()) {
             let full = tokio::time::Instant::now() >= next_round;
-            if let Err(e) = look(&ctx, full).await {
-                tracing::warn!(error = %e, "the cloud readiness check failed");
+            match authority.while_leading(look(&ctx, full)).await {
+                Some(Ok(())) => {}
+                Some(Err(e)) => tracing::warn!(error = %e, "the cloud readiness check failed"),
+                None => tracing::info!("the cloud readiness check stopped: not the leader"),
             }
             if full {
                 next_round = tokio::time::Instant::now() + jittered(ctx.interval);
