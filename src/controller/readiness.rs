@@ -66,6 +66,31 @@ struct Written {
     status: CloudReadinessStatus,
 }
 
+impl Written {
+    /// What to write for `verdict` of a NodeHealthCheck of `generation`, checked at `now`.
+    fn of(verdict: &Verdict, generation: Option<i64>, now: Timestamp) -> Written {
+        // Whole seconds, as the apiserver stores a Time: what is read back then equals what
+        // was written, and an unchanged status is not written again at every look.
+        let checked = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        Written {
+            generation,
+            ready: verdict.is_ready(),
+            reason: verdict.reason,
+            message: verdict.message(),
+            status: CloudReadinessStatus {
+                last_checked: Some(Time(checked)),
+                unmapped_count: verdict.unmapped.len() as i32,
+                unmapped_nodes: verdict
+                    .unmapped
+                    .iter()
+                    .take(MAX_UNMAPPED_NODES_LISTED)
+                    .cloned()
+                    .collect(),
+            },
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NhcLabels {
     nodehealthcheck: String,
@@ -562,22 +587,7 @@ async fn look(ctx: &Context, full: bool) -> crate::error::Result<()> {
         let only = (!full).then_some(&stale);
         let now = Timestamp::now();
         for Checked { nhc, verdict } in check(&ctx.client, &scope, only).await? {
-            let w = Written {
-                generation: nhc.metadata.generation,
-                ready: verdict.is_ready(),
-                reason: verdict.reason,
-                message: verdict.message(),
-                status: CloudReadinessStatus {
-                    last_checked: Some(Time(now)),
-                    unmapped_count: verdict.unmapped.len() as i32,
-                    unmapped_nodes: verdict
-                        .unmapped
-                        .iter()
-                        .take(MAX_UNMAPPED_NODES_LISTED)
-                        .cloned()
-                        .collect(),
-                },
-            };
+            let w = Written::of(&verdict, nhc.metadata.generation, now);
             let previous = nhc
                 .status
                 .as_ref()
@@ -681,6 +691,65 @@ async fn write(ctx: &Context, name: &str, w: &Written) -> crate::error::Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::nodehealthcheck::UnmappedNode;
+
+    /// What the check writes is what it later finds, once the apiserver has stored it (Times
+    /// in whole seconds); else it would write the same status again at every look.
+    #[test]
+    fn a_written_status_is_recognised_as_written() {
+        let unmapped: Vec<UnmappedNode> = (0..25)
+            .map(|i| UnmappedNode {
+                name: format!("w-{i:02}"),
+                reason: "no server".into(),
+            })
+            .collect();
+        let verdict = Verdict {
+            reason: Reason::NodesUnmapped,
+            problems: vec![(Reason::NodesUnmapped, "25 of 25 nodes".into())],
+            unmapped,
+        };
+        let now: Timestamp = "2026-12-02T06:30:15.123456789Z".parse().unwrap();
+        let w = Written::of(&verdict, Some(3), now);
+        assert_eq!(w.status.unmapped_count, 25);
+        assert_eq!(w.status.unmapped_nodes.len(), MAX_UNMAPPED_NODES_LISTED);
+        let mut conditions = Vec::new();
+        set_condition(
+            &mut conditions,
+            CLOUD_READY_CONDITION,
+            w.ready,
+            w.reason.as_str(),
+            &w.message,
+            Some(3),
+            now,
+        );
+        // As the apiserver stores and returns it: Times to the second.
+        let stored = serde_json::json!({
+            "metadata": {"name": "workers", "generation": 3},
+            "spec": {"selector": {"matchLabels": {"pool": "w"}},
+                "remediationTemplate": {"apiVersion": "nodehealer.io/v1alpha1",
+                    "kind": "RemediationTemplate", "namespace": "nh", "name": "t"}},
+            "status": {
+                "conditions": conditions,
+                "cloudReadiness": {
+                    "lastChecked": "2026-12-02T06:30:15Z",
+                    "unmappedCount": 25,
+                    "unmappedNodes": w.status.unmapped_nodes,
+                }
+            }
+        });
+        let nhc: NodeHealthCheck = serde_json::from_value(stored).unwrap();
+        assert!(shows(&nhc, &w));
+        let other = Written::of(
+            &Verdict {
+                reason: Reason::Ready,
+                problems: vec![],
+                unmapped: vec![],
+            },
+            Some(3),
+            now,
+        );
+        assert!(!shows(&nhc, &other), "an overwritten status is told apart");
+    }
 
     #[test]
     fn the_gauges_count_not_ready_pools_by_reason_and_forget_deleted_ones() {
