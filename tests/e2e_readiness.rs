@@ -103,16 +103,21 @@ impl Pool {
             .unwrap_or_default())
     }
 
-    /// Waits until `CloudReady` has `status` and `reason`; returns the status then.
+    /// Waits until `CloudReady` has `status` and `reason`; returns the status that showed it.
     async fn wait_cloud_ready(&self, status: &str, reason: &str) -> Result<NodeHealthCheckStatus> {
+        let shown = std::sync::Mutex::new(None);
         let seen = wait_for(
             Duration::from_secs(60),
             &format!("CloudReady={status} with reason {reason}"),
             || async {
                 let s = self.status().await?;
-                Ok(s.conditions.iter().any(|c| {
+                let found = s.conditions.iter().any(|c| {
                     c.type_ == CLOUD_READY_CONDITION && c.status == status && c.reason == reason
-                }))
+                });
+                if found {
+                    *shown.lock().unwrap() = Some(s);
+                }
+                Ok(found)
             },
         )
         .await;
@@ -120,7 +125,7 @@ impl Pool {
             let s = self.status().await.ok();
             return Err(e.context(format!("{s:#?}\n{}", self.op.log_tail())));
         }
-        self.status().await
+        shown.into_inner().unwrap().context("the status seen")
     }
 
     /// `nodehealer check` for this test's NodeHealthChecks: exit code and standard output.
@@ -400,5 +405,42 @@ async fn a_providerid_region_is_checked_where_the_node_says() -> Result<()> {
             && r.status == 200
     });
     assert!(listed_in_two, "RegionTwo's Nova was listed");
+    Ok(())
+}
+
+/// A template naming a Magnum cluster that does not exist: `ClusterMissing`, naming it (a
+/// Replace through Magnum and health reports would fail); the right cluster makes it True.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magnum_cluster_that_does_not_exist_is_cluster_missing_until_fixed() -> Result<()> {
+    let p = Pool::new("ready-cluster", |s| s, |_, _| None).await?;
+    p.wait_cloud_ready("True", "Ready").await?;
+    let templates: Api<nodehealer::api::RemediationTemplate> =
+        Api::namespaced(p.client.clone(), &p.ns);
+    let set_cluster = |cluster: String| {
+        let templates = templates.clone();
+        async move {
+            let patch = json!({"spec": {"template": {"spec": {"openstack": {"magnum": {"cluster": cluster}}}}}});
+            templates
+                .patch(
+                    "power-cycle",
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+        }
+    };
+    set_cluster(format!("{}-gone", p.ns)).await?;
+    let status = p.wait_cloud_ready("False", "ClusterMissing").await?;
+    let message = Pool::condition_message(&status);
+    assert!(message.contains(&format!("{}-gone", p.ns)), "{message}");
+    let (code, out) = p.check()?;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("FAIL  {}: ClusterMissing:", p.nhc)),
+        "{out}"
+    );
+
+    set_cluster(p.cluster.magnum_id.clone().context("a Magnum cluster")?).await?;
+    p.wait_cloud_ready("True", "Ready").await?;
     Ok(())
 }

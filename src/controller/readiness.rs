@@ -398,9 +398,17 @@ impl Round<'_> {
             let listing = self.listing(&credentials, &config, &region).await;
             listings.insert(region, listing);
         }
+        // Credentials Keystone refused (or a client that cannot be built) fail Magnum the same
+        // way: one problem, and no second token request for it.
+        let credentials_refused = matches!(
+            listings.get(&None),
+            Some(Err(f)) if matches!(f.reason, Reason::AuthFailed | Reason::SecretInvalid)
+        );
         let cluster = match &spec.magnum {
-            None => None,
-            Some(m) => Some(self.cluster(&credentials, &config, &m.cluster).await),
+            Some(m) if !credentials_refused => {
+                Some(self.cluster(&credentials, &config, &m.cluster).await)
+            }
+            _ => None,
         };
         Ok(CloudRead {
             default_region: config.region_name.clone(),
@@ -574,6 +582,8 @@ async fn look(ctx: &Context, full: bool) -> crate::error::Result<()> {
         (stale, overwritten)
     };
     for (nhc, w) in overwritten {
+        // Someone wrote the status from a state that lacked the check's last write.
+        tracing::info!(nodehealthcheck = %nhc.name_any(), "CloudReady was overwritten: writing it again");
         if let Err(e) = write(ctx, &nhc.name_any(), &w).await {
             tracing::warn!(nodehealthcheck = %nhc.name_any(), error = %e, "writing CloudReady failed");
         }

@@ -34,6 +34,32 @@ pub struct ReportInput<'a> {
     pub now: Timestamp,
 }
 
+/// Puts the readiness check's part of a status (the `CloudReady` condition and
+/// `cloudReadiness`) as `stored` has it into `status`, which this controller computed from
+/// its cache: the check writes them, this controller only carries them.
+pub fn keep_readiness(status: &mut NodeHealthCheckStatus, stored: &NodeHealthCheckStatus) {
+    use crate::api::nodehealthcheck::CLOUD_READY_CONDITION;
+    status.cloud_readiness = stored.cloud_readiness.clone();
+    let stored_condition = stored
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CLOUD_READY_CONDITION);
+    match (
+        status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == CLOUD_READY_CONDITION),
+        stored_condition,
+    ) {
+        (Some(ours), Some(theirs)) => *ours = theirs.clone(),
+        (None, Some(theirs)) => status.conditions.push(theirs.clone()),
+        (Some(_), None) => status
+            .conditions
+            .retain(|c| c.type_ != CLOUD_READY_CONDITION),
+        (None, None) => {}
+    }
+}
+
 /// The record of a remediation object in status.
 pub fn record(r: &ObservedRemediation, now: Timestamp) -> RemediationRecord {
     RemediationRecord {
@@ -425,6 +451,65 @@ mod tests {
         let events = notices(&previous, &s);
         assert_eq!(events[0].reason, "Disabled");
         assert!(events[0].warning);
+    }
+
+    /// A status computed from a cache that lacks the readiness check's last write gets it
+    /// from the stored object, and drops what the stored object no longer has.
+    #[test]
+    fn the_readiness_part_comes_from_the_stored_status() {
+        use crate::api::nodehealthcheck::{CLOUD_READY_CONDITION, CloudReadinessStatus};
+        let with = |reason: &str| {
+            let mut s = NodeHealthCheckStatus {
+                cloud_readiness: Some(CloudReadinessStatus {
+                    unmapped_count: i32::from(reason != "Ready"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            set_condition(
+                &mut s.conditions,
+                DISABLED_CONDITION,
+                false,
+                "Enabled",
+                "",
+                Some(1),
+                t(0),
+            );
+            set_condition(
+                &mut s.conditions,
+                CLOUD_READY_CONDITION,
+                reason == "Ready",
+                reason,
+                "m",
+                Some(1),
+                t(0),
+            );
+            s
+        };
+        let bare = || {
+            let mut s = NodeHealthCheckStatus::default();
+            set_condition(
+                &mut s.conditions,
+                DISABLED_CONDITION,
+                false,
+                "Enabled",
+                "",
+                Some(1),
+                t(0),
+            );
+            s
+        };
+        // (computed from the cache, stored) -> what is written.
+        let cases = [
+            (bare(), with("AuthFailed"), with("AuthFailed")),
+            (with("Ready"), with("AuthFailed"), with("AuthFailed")),
+            (with("AuthFailed"), bare(), bare()),
+            (bare(), bare(), bare()),
+        ];
+        for (i, (mut computed, stored, want)) in cases.into_iter().enumerate() {
+            keep_readiness(&mut computed, &stored);
+            assert_eq!(computed, want, "case {i}");
+        }
     }
 
     /// The readiness check writes `CloudReady` and `cloudReadiness` into the same status; this
