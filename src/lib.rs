@@ -15,6 +15,7 @@ pub mod import;
 pub mod leader;
 pub mod metrics;
 pub mod openstack;
+pub mod readiness;
 pub mod release;
 pub mod remediation;
 pub mod server;

@@ -95,6 +95,12 @@ struct Args {
     #[arg(long, env = "NODEHEALER_DRY_RUN", default_value_t = false, action = clap::ArgAction::Set)]
     dry_run: bool,
 
+    /// Seconds between two cloud readiness checks of every NodeHealthCheck (the `CloudReady`
+    /// condition), plus up to 10% jitter. Each check costs one Keystone token and one Nova
+    /// server list per credential and region, whatever the number of nodes.
+    #[arg(long, env = "NODEHEALER_CLOUD_CHECK_INTERVAL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    cloud_check_interval_seconds: u64,
+
     /// Which controllers run in this process (comma-separated).
     #[arg(long, env = "NODEHEALER_CONTROLLERS", value_enum, value_delimiter = ',', default_values_t = [ControllerKind::Nhc, ControllerKind::Remediation])]
     controllers: Vec<ControllerKind>,
@@ -103,6 +109,22 @@ struct Args {
 /// Tools besides running the operator.
 #[derive(clap::Subcommand, Debug)]
 enum Command {
+    /// Check, for every NodeHealthCheck of a cluster, that its remediation path works: the
+    /// Secret parses, Keystone accepts the credentials, every node of the pool maps to a
+    /// server they can see in its region, the Magnum cluster exists. Prints one line per
+    /// problem; exits 1 when a NodeHealthCheck is not ready (or there is none), 2 when the
+    /// check itself could not run.
+    Check {
+        /// Kubeconfig of the cluster; in a pod the in-cluster configuration when unset.
+        #[arg(long, env = "KUBECONFIG")]
+        kubeconfig: Option<std::path::PathBuf>,
+        /// Only the templates in this namespace (as the operator's --watch-namespace).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only NodeHealthChecks whose labels match this selector.
+        #[arg(long)]
+        nhc_selector: Option<String>,
+    },
     /// Convert a magnum-auto-healer configuration (the config.yaml of its ConfigMap) into
     /// NodeHealthChecks, RemediationTemplates and a clouds.yaml Secret, printed as YAML.
     ImportMagnumConfig {
@@ -124,6 +146,7 @@ enum Command {
 /// Runs a tool command; the operator itself does not start.
 fn run_command(command: &Command) -> Result<()> {
     match command {
+        Command::Check { .. } => unreachable!("check runs in main, on the runtime"),
         Command::ImportMagnumConfig {
             config,
             to_namespace,
@@ -172,6 +195,29 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(Command::Check {
+        kubeconfig,
+        namespace,
+        nhc_selector,
+    }) = &args.command
+    {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let code = match check(
+            kubeconfig.as_deref(),
+            namespace.as_deref(),
+            nhc_selector.as_deref(),
+        )
+        .await
+        {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                2
+            }
+        };
+        std::process::exit(code);
+    }
     if let Some(command) = &args.command {
         // A tool's error is for a person at a terminal: one clear line, exit code 2.
         if let Err(e) = run_command(command) {
@@ -203,6 +249,7 @@ async fn main() -> Result<()> {
         },
         enabled: args.controllers.clone(),
         authority: authority.clone(),
+        cloud_check_interval: Duration::from_secs(args.cloud_check_interval_seconds),
     };
     let readiness = Readiness::new(controller::Controllers::caches(&settings));
     let mut registry = prometheus_client::registry::Registry::with_prefix("nodehealer");
@@ -275,6 +322,59 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// `nodehealer check`: one line per NodeHealthCheck that is ready, one per problem of each
+/// that is not (one per unmapped node). True when every one is ready.
+async fn check(
+    kubeconfig: Option<&std::path::Path>,
+    namespace: Option<&str>,
+    nhc_selector: Option<&str>,
+) -> Result<bool> {
+    use nodehealer::readiness::Reason;
+    let client = client_from(kubeconfig).await?;
+    check_crds_served(&client).await?;
+    let metrics = nodehealer::metrics::Metrics::default();
+    let scope = controller::readiness::Scope {
+        nhc_selector,
+        namespace,
+        metrics: &metrics,
+    };
+    let checked = controller::readiness::check(&client, &scope, None)
+        .await
+        .context("reading the NodeHealthChecks")?;
+    if checked.is_empty() {
+        println!("no NodeHealthCheck found: no node would be healed");
+        return Ok(false);
+    }
+    let mut not_ready = 0;
+    for c in &checked {
+        let name = kube::ResourceExt::name_any(&c.nhc);
+        let verdict = &c.verdict;
+        if verdict.is_ready() {
+            println!("ok    {name}: {}: {}", verdict.reason, verdict.message());
+            continue;
+        }
+        not_ready += 1;
+        for (reason, problem) in &verdict.problems {
+            if *reason == Reason::NodesUnmapped {
+                for node in &verdict.unmapped {
+                    println!(
+                        "FAIL  {name}: {reason}: node {}: {}",
+                        node.name, node.reason
+                    );
+                }
+            } else {
+                println!("FAIL  {name}: {reason}: {problem}");
+            }
+        }
+    }
+    println!(
+        "{} of {} NodeHealthChecks ready",
+        checked.len() - not_ready,
+        checked.len()
+    );
+    Ok(not_ready == 0)
+}
+
 fn identity(args: &Args) -> String {
     args.identity
         .clone()
@@ -309,7 +409,11 @@ fn init_tracing(args: &Args) -> Result<()> {
 }
 
 async fn make_client(args: &Args) -> Result<kube::Client> {
-    let config = match &args.kubeconfig {
+    client_from(args.kubeconfig.as_deref()).await
+}
+
+async fn client_from(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;

@@ -182,11 +182,13 @@ async fn the_chart_lints_renders_hardened_and_least_privilege_and_checks_its_val
             "NodehealerNodesUnhealthy",
             "NodehealerRemediationsFailing",
             "NodehealerNoStandbyAvailable",
-            "NodehealerOpenStackErrors"
+            "NodehealerOpenStackErrors",
+            "NodehealerCloudNotReady"
         ]
     );
     assert_eq!(rules[0].2.as_deref(), Some("1h"));
     assert_eq!(rules[2].2.as_deref(), Some("10m"));
+    assert_eq!(rules[4].2.as_deref(), Some("15m"));
     match render_with(chart, "metrics.prometheusRule.for.openStackErrors=soon")? {
         Ok(_) => bail!("a `for` that is no Prometheus duration was accepted"),
         Err(message) => assert!(message.contains("openStackErrors"), "{message}"),

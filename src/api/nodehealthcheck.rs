@@ -62,6 +62,12 @@ pub const MIN_ESCALATION_TIMEOUT_SECS: u64 = 60;
         description = "Selected nodes that are unhealthy"
     ),
     printcolumn(
+        name = "CloudReady",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"CloudReady\")].reason",
+        description = "Whether the remediation path works (the CloudReady condition's reason)"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -489,6 +495,11 @@ pub struct NodeHealthCheckStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryStatus>,
 
+    /// What the last cloud readiness check found (see the `CloudReady` condition): the nodes
+    /// of the pool that map to no server the templates' credentials can see.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_readiness: Option<CloudReadinessStatus>,
+
     /// When the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_update_time: Option<Time>,
@@ -496,6 +507,43 @@ pub struct NodeHealthCheckStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The condition saying whether the pool's remediation path works: the Secret parses,
+/// Keystone accepts the credentials, every node maps to a server they can see in its region,
+/// the Magnum cluster exists. Written by the readiness check, never read by a decision.
+pub const CLOUD_READY_CONDITION: &str = "CloudReady";
+
+/// Most unmapped nodes listed in `status.cloudReadiness.unmappedNodes` (all are counted).
+pub const MAX_UNMAPPED_NODES_LISTED: usize = 20;
+
+/// The last cloud readiness check of a NodeHealthCheck.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudReadinessStatus {
+    /// When the cloud was last looked at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_checked: Option<Time>,
+
+    /// How many nodes of the pool map to no server the credentials can see.
+    #[serde(default)]
+    pub unmapped_count: i32,
+
+    /// The first unmapped nodes by name (at most 20), each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub unmapped_nodes: Vec<UnmappedNode>,
+}
+
+/// A node of the pool whose server the credentials cannot see: a remediation of it would fail.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnmappedNode {
+    /// The node.
+    pub name: String,
+    /// Why it maps to no server (no server of its providerID's id in its region, a providerID
+    /// that is not OpenStack's, a region the catalog lacks, ...).
+    pub reason: String,
 }
 
 /// The standbys of a pool and the nodes brought into service.

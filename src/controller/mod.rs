@@ -5,6 +5,7 @@ pub mod clouds;
 pub mod dynamic;
 pub mod endpoints;
 pub mod nhc;
+pub mod readiness;
 pub mod remediation;
 mod workloads;
 
@@ -32,6 +33,8 @@ pub struct Settings {
     /// Whether this replica holds the leader Lease right now: checked before every OpenStack
     /// action leaves.
     pub authority: crate::leader::Authority,
+    /// Time between two cloud readiness checks of every NodeHealthCheck (before jitter).
+    pub cloud_check_interval: std::time::Duration,
 }
 
 /// The controllers of the operator; all run by default, one or the other for split deployments
@@ -48,17 +51,29 @@ pub enum ControllerKind {
 pub struct Controllers {
     nhc: Option<Arc<nhc::Context>>,
     remediation: Option<Arc<remediation::Context>>,
+    readiness: Option<Arc<readiness::Context>>,
 }
 
 impl Controllers {
     /// Builds the enabled controllers' contexts and registers their metrics.
     pub fn new(client: kube::Client, settings: Settings, registry: &mut Registry) -> Self {
         let on = |k| settings.enabled.contains(&k);
+        let openstack_metrics = crate::metrics::Metrics::register(registry);
         let clouds = Arc::new(clouds::Clouds::new(
             client.clone(),
-            crate::metrics::Metrics::register(registry),
+            openstack_metrics.clone(),
         ));
         Self {
+            // The readiness check reports on NodeHealthChecks, so it runs with their controller.
+            readiness: on(ControllerKind::Nhc).then(|| {
+                Arc::new(readiness::Context::new(
+                    client.clone(),
+                    settings.clone(),
+                    openstack_metrics,
+                    settings.cloud_check_interval,
+                    registry,
+                ))
+            }),
             nhc: on(ControllerKind::Nhc).then(|| {
                 Arc::new(nhc::Context::new(
                     client.clone(),
@@ -95,7 +110,12 @@ impl Controllers {
                 remediation::run(ctx, readiness.clone(), stop.clone()).await
             }
         };
-        tokio::join!(nhc, remediation);
+        let cloud_readiness = async {
+            if let Some(ctx) = self.readiness {
+                readiness::run(ctx, stop.clone()).await
+            }
+        };
+        tokio::join!(nhc, remediation, cloud_readiness);
     }
 }
 

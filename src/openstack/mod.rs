@@ -96,6 +96,17 @@ pub trait Cloud: Send + Sync {
     /// The server named exactly `name`; None if there is none, [`CloudError::Ambiguous`] if
     /// there are several.
     fn server_by_name<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Server>>>;
+    /// Every server these credentials see in the client's region (deleted ones left out),
+    /// for the readiness check. Clouds that cannot list answer [`CloudError::Unsupported`].
+    fn servers(&self) -> BoxFuture<'_, Result<Vec<Server>>> {
+        Box::pin(async {
+            Err(CloudError::Unsupported {
+                service: "nova",
+                operation: "server_list",
+                message: "this cloud does not list servers".into(),
+            })
+        })
+    }
     /// `os-stop`: power off (the fence).
     fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
     /// `os-start`: power on.
@@ -181,6 +192,9 @@ impl Cloud for OpenStackClient {
     }
     fn server_by_name<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Server>>> {
         Box::pin(nova::find_by_name(self, name))
+    }
+    fn servers(&self) -> BoxFuture<'_, Result<Vec<Server>>> {
+        Box::pin(nova::list(self))
     }
     fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(nova::stop(self, id))

@@ -220,6 +220,44 @@ pub(super) async fn find_by_name(client: &OpenStackClient, name: &str) -> Result
     }
 }
 
+/// Every server of the project in this client's region (`GET /servers/detail`, all pages),
+/// deleted ones left out: one read that shows which servers these credentials can see, so the
+/// readiness check maps a whole pool with it instead of asking once per node. More than
+/// [`MAX_PAGES`] pages is an error rather than a partial list, which would make the servers
+/// past it look missing.
+pub(super) async fn list(client: &OpenStackClient) -> Result<Vec<Server>> {
+    const OP: &str = "server_list";
+    let mut servers: Vec<Server> = Vec::new();
+    let mut marker: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut req = Request::get(Service::Nova, OP, "/servers/detail".to_string());
+        if let Some(m) = &marker {
+            req.query.push(("marker", m.clone()));
+        }
+        let answer = client.call(&req).await?;
+        let page: ServerList = parse_json("nova", OP, &answer.body)?;
+        let last = page.servers.last().map(|s| s.id.clone());
+        servers.extend(
+            page.servers
+                .into_iter()
+                .filter(|s| s.status != status::DELETED)
+                .map(Server::from),
+        );
+        let more = page.servers_links.iter().any(|l| l.rel == "next");
+        match (more, last) {
+            (true, Some(last)) => marker = Some(last),
+            _ => return Ok(servers),
+        }
+    }
+    Err(CloudError::BadResponse {
+        service: "nova",
+        operation: OP,
+        message: format!(
+            "the server list has more than {MAX_PAGES} pages; it was not read to the end"
+        ),
+    })
+}
+
 /// `POST /servers/{id}/action`; Nova answers 202 and works on it afterwards.
 pub(super) async fn action(
     client: &OpenStackClient,

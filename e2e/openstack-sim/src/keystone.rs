@@ -160,6 +160,11 @@ fn authenticate(st: &Cloud, body: &Value) -> Result<Authenticated, Refusal> {
         if cred.secret != secret {
             return Err(Refusal::unauthorized());
         }
+        // Keystone refuses an expired application credential with the same 401 as a wrong
+        // secret (the detail is only in its log).
+        if cred.expires_at.is_some_and(|at| at <= Timestamp::now()) {
+            return Err(Refusal::unauthorized());
+        }
         let user = st
             .users
             .get(&cred.user_id)

@@ -246,6 +246,17 @@ impl Sim {
             .unwrap_or_else(|| panic!("add_application_credential: no user {user_id}"))
     }
 
+    /// The application credential `id` expires now (its `expires_at` has passed): Keystone
+    /// refuses it from then on. Tokens it issued before keep their own expiry.
+    ///
+    /// # Panics
+    /// If there is no such credential: a mistake in the test's set-up.
+    pub fn expire_application_credential(&self, id: &str) {
+        let now = jiff::Timestamp::now();
+        self.with_quiet(|st| st.app_creds.get_mut(id).map(|c| c.expires_at = Some(now)))
+            .unwrap_or_else(|| panic!("expire_application_credential: no credential {id}"));
+    }
+
     /// Every token issued so far expires now: the next Nova or Magnum call with one is a 401.
     pub fn expire_tokens(&self) {
         let now = jiff::Timestamp::now();

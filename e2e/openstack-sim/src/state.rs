@@ -220,6 +220,9 @@ pub(crate) struct AppCredential {
     pub secret: String,
     pub user_id: String,
     pub project_id: String,
+    /// Keystone's `expires_at`: from then on the credential authenticates nobody. None:
+    /// it never expires.
+    pub expires_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug)]
@@ -894,6 +897,7 @@ impl State {
             secret: secret.into(),
             user_id: user.id.clone(),
             project_id: user.project_id.clone(),
+            expires_at: None,
         };
         self.app_creds.insert(id.clone(), cred);
         Some(id)

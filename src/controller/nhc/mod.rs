@@ -1648,13 +1648,33 @@ async fn write_status(
             .await;
     }
     let api: Api<NodeHealthCheck> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({"status": super::replacing(&serde_json::to_value(previous)?, serde_json::to_value(&status)?)});
     let params = PatchParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    api.patch_status(&nhc.name_any(), &params, &Patch::Merge(&patch))
-        .await?;
+    // The readiness check writes CloudReady and cloudReadiness into this status too, and this
+    // merge patch replaces the whole conditions list: take them from the object as stored now
+    // (the cache may not have the check's last write yet), and write only if it is still
+    // stored so (the resourceVersion; a conflict reads again).
+    let mut status = status;
+    for attempt in 0.. {
+        let Some(stored) = api.get_opt(&nhc.name_any()).await? else {
+            return Ok(());
+        };
+        report::keep_readiness(&mut status, &stored.status.clone().unwrap_or_default());
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": stored.resource_version()},
+            "status": super::replacing(&serde_json::to_value(previous)?, serde_json::to_value(&status)?),
+        });
+        match api
+            .patch_status(&nhc.name_any(), &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < 5 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 

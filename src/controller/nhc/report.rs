@@ -34,6 +34,32 @@ pub struct ReportInput<'a> {
     pub now: Timestamp,
 }
 
+/// Puts the readiness check's part of a status (the `CloudReady` condition and
+/// `cloudReadiness`) as `stored` has it into `status`, which this controller computed from
+/// its cache: the check writes them, this controller only carries them.
+pub fn keep_readiness(status: &mut NodeHealthCheckStatus, stored: &NodeHealthCheckStatus) {
+    use crate::api::nodehealthcheck::CLOUD_READY_CONDITION;
+    status.cloud_readiness = stored.cloud_readiness.clone();
+    let stored_condition = stored
+        .conditions
+        .iter()
+        .find(|c| c.type_ == CLOUD_READY_CONDITION);
+    match (
+        status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == CLOUD_READY_CONDITION),
+        stored_condition,
+    ) {
+        (Some(ours), Some(theirs)) => *ours = theirs.clone(),
+        (None, Some(theirs)) => status.conditions.push(theirs.clone()),
+        (Some(_), None) => status
+            .conditions
+            .retain(|c| c.type_ != CLOUD_READY_CONDITION),
+        (None, None) => {}
+    }
+}
+
 /// The record of a remediation object in status.
 pub fn record(r: &ObservedRemediation, now: Timestamp) -> RemediationRecord {
     RemediationRecord {
@@ -59,6 +85,8 @@ pub fn status(
     let now = input.now;
     let mut s = NodeHealthCheckStatus {
         conditions: input.previous.conditions.clone(),
+        // The readiness check's, not this controller's: kept as it wrote them.
+        cloud_readiness: input.previous.cloud_readiness.clone(),
         observed_generation: input.generation,
         ..Default::default()
     };
@@ -423,5 +451,113 @@ mod tests {
         let events = notices(&previous, &s);
         assert_eq!(events[0].reason, "Disabled");
         assert!(events[0].warning);
+    }
+
+    /// A status computed from a cache that lacks the readiness check's last write gets it
+    /// from the stored object, and drops what the stored object no longer has.
+    #[test]
+    fn the_readiness_part_comes_from_the_stored_status() {
+        use crate::api::nodehealthcheck::{CLOUD_READY_CONDITION, CloudReadinessStatus};
+        let with = |reason: &str| {
+            let mut s = NodeHealthCheckStatus {
+                cloud_readiness: Some(CloudReadinessStatus {
+                    unmapped_count: i32::from(reason != "Ready"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            set_condition(
+                &mut s.conditions,
+                DISABLED_CONDITION,
+                false,
+                "Enabled",
+                "",
+                Some(1),
+                t(0),
+            );
+            set_condition(
+                &mut s.conditions,
+                CLOUD_READY_CONDITION,
+                reason == "Ready",
+                reason,
+                "m",
+                Some(1),
+                t(0),
+            );
+            s
+        };
+        let bare = || {
+            let mut s = NodeHealthCheckStatus::default();
+            set_condition(
+                &mut s.conditions,
+                DISABLED_CONDITION,
+                false,
+                "Enabled",
+                "",
+                Some(1),
+                t(0),
+            );
+            s
+        };
+        // (computed from the cache, stored) -> what is written.
+        let cases = [
+            (bare(), with("AuthFailed"), with("AuthFailed")),
+            (with("Ready"), with("AuthFailed"), with("AuthFailed")),
+            (with("AuthFailed"), bare(), bare()),
+            (bare(), bare(), bare()),
+        ];
+        for (i, (mut computed, stored, want)) in cases.into_iter().enumerate() {
+            keep_readiness(&mut computed, &stored);
+            assert_eq!(computed, want, "case {i}");
+        }
+    }
+
+    /// The readiness check writes `CloudReady` and `cloudReadiness` into the same status; this
+    /// controller's write (a merge patch that clears what it leaves out) must keep both.
+    #[test]
+    fn the_readiness_checks_condition_and_status_are_kept() {
+        use crate::api::nodehealthcheck::{
+            CLOUD_READY_CONDITION, CloudReadinessStatus, UnmappedNode,
+        };
+        let mut previous = NodeHealthCheckStatus {
+            cloud_readiness: Some(CloudReadinessStatus {
+                last_checked: Some(Time(t(-10))),
+                unmapped_count: 1,
+                unmapped_nodes: vec![UnmappedNode {
+                    name: "w-3".into(),
+                    reason: "no server".into(),
+                }],
+            }),
+            ..Default::default()
+        };
+        set_condition(
+            &mut previous.conditions,
+            CLOUD_READY_CONDITION,
+            false,
+            "NodesUnmapped",
+            "1 of 2 nodes map to no server",
+            Some(1),
+            t(-10),
+        );
+        for disabled in [None, Some("template nh/missing not found")] {
+            let input = ReportInput {
+                previous: &previous,
+                disabled,
+                pause_requests: &[],
+                created: &[],
+                generation: Some(1),
+                now: t(0),
+            };
+            let spec = spec("50%");
+            let pool = Pool::default();
+            let decision = decide(&Policy::from_spec(&spec), &pool, t(0));
+            let s = status(&input, &pool, disabled.is_none().then_some(&decision));
+            assert_eq!(s.cloud_readiness, previous.cloud_readiness, "{disabled:?}");
+            assert_eq!(
+                crate::api::conditions::find_condition(&s.conditions, CLOUD_READY_CONDITION),
+                previous.conditions.first(),
+                "{disabled:?}"
+            );
+        }
     }
 }
