@@ -71,6 +71,10 @@ pub const REBUILT_ACTIVE_SETTLE: StdDuration = StdDuration::from_secs(5);
 /// `FenceUnproven` for SHUTOFF or a person, instead of failing at the fence timeout. Nova's own
 /// clean shutdown waits up to 60 s for the guest.
 pub const STOP_PATIENCE: StdDuration = StdDuration::from_secs(90);
+/// How often a remediation blocked by a cause that cannot go away by itself (a wrong password,
+/// a missing Secret, a broken clouds.yaml) looks again: someone fixing it is noticed within this
+/// long, at the cost of one Secret read (and one Keystone attempt) per look.
+pub const BLOCKED_RECHECK: StdDuration = StdDuration::from_secs(15);
 /// How often to look again while a person must confirm a fence or a cloud answer is missing.
 const SLOW_POLL: StdDuration = StdDuration::from_secs(5);
 
@@ -532,8 +536,8 @@ pub struct Blocker<'a> {
 /// is released. The reason goes into `lastError` and the `Processing` condition; once the
 /// current step (or, before the first step, the remediation since `created`) has run longer
 /// than its timeout, the remediation fails so that the NodeHealthCheck escalates. `retryable`
-/// says whether the cause may go away by itself: if not, look again only when the timeout runs
-/// out (a changed object wakes the controller anyway).
+/// says whether the cause may go away by itself: if not, look again every [`BLOCKED_RECHECK`]
+/// (someone may fix it) and just after the timeout runs out.
 pub fn blocked(
     spec: &RemediationSpec,
     status: &RemediationStatus,
@@ -590,8 +594,10 @@ pub fn blocked(
         Action::Wait(if retryable {
             FAILED_REQUEST_BACKOFF
         } else {
-            // Just past the timeout, so the remediation fails when it should and escalates.
-            until_timeout + POLL
+            // Just past the timeout, so the remediation fails when it should and escalates;
+            // and meanwhile every BLOCKED_RECHECK, since someone may fix the cause (a Secret
+            // with the right password: the operator may only read Secrets, not watch them).
+            (until_timeout + POLL).min(BLOCKED_RECHECK)
         })
     };
     m.sync_conditions();

@@ -215,7 +215,9 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
 fn error_policy(rem: Arc<Remediation>, error: &Error, ctx: Arc<Context>) -> Requeue {
     tracing::warn!(remediation = %rem.name_any(), error = %error, "reconcile failed");
     ctx.count_error(error);
-    Requeue::requeue(error.requeue_after())
+    // A Remediation has deadlines: even an error nobody fixes by itself is looked at again
+    // before one of them could pass unnoticed.
+    Requeue::requeue(error.requeue_after().min(machine::BLOCKED_RECHECK))
 }
 
 /// The node a Remediation is for: the contract's annotation, else its name.
@@ -443,7 +445,8 @@ async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error) -> Dura
     let api: Api<Remediation> =
         Api::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
     let Ok(Some(fresh)) = api.get_opt(&rem.name_any()).await else {
-        return error.requeue_after();
+        // Never longer than a step's deadline may be away.
+        return error.requeue_after().min(machine::BLOCKED_RECHECK);
     };
     let mut version = fresh.resource_version().unwrap_or_default();
     let status = fresh.status.clone().unwrap_or_default();

@@ -1518,8 +1518,23 @@ fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_
         t(10),
         Some(1),
     );
-    // The fence timeout is 60s: look again just after it ran out, not 300s later.
-    assert_eq!(plan.action, Action::Wait(StdDuration::from_secs(51)));
+    // The fence timeout is 60s: look again before it runs out (someone may fix the Secret),
+    // never 300s later.
+    assert_eq!(plan.action, Action::Wait(BLOCKED_RECHECK));
+    let late = blocked(
+        &spec,
+        &RemediationStatus::default(),
+        Some(t(0)),
+        &Blocker {
+            reason: "CloudAuthFailed",
+            message: "keystone: 401",
+            retryable: false,
+        },
+        t(55),
+        Some(1),
+    );
+    // Just past the deadline, not a whole recheck later.
+    assert_eq!(late.action, Action::Wait(StdDuration::from_secs(6)));
     let plan = blocked(
         &spec,
         &plan.status,
