@@ -80,6 +80,23 @@ impl Error {
         }
     }
 
+    /// The HTTP status with which the Kubernetes API refused the request behind this error
+    /// (through the finalizer's wrapping), if that is what it is.
+    pub fn kube_status(&self) -> Option<u16> {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(kube::Error::Api(s)) => Some(s.code),
+            Error::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.kube_status(),
+                F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)) => {
+                    Some(s.code)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// How long to wait before the next attempt: soon for transient failures, a while for
     /// input that must be fixed by someone (a watch event on the object retriggers anyway).
     pub fn requeue_after(&self) -> Duration {

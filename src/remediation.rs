@@ -457,6 +457,46 @@ pub fn stop_timed_out(
     m.plan(action)
 }
 
+/// How a Remediation deleted before it ended is recorded, by its finalizer. medik8s' contract:
+/// the NodeHealthCheck deletes a remediation once its node is healthy again, and it may well do
+/// so before the remediator has seen the node Ready and written `Succeeded` (while the
+/// remediation is still `WaitingForNode`, `Recovering`, ...). The node being Ready when the
+/// deletion is handled is that success: it is recorded as one (once: the caller writes it on
+/// top of the status read, and only a write that ends the remediation counts). A deletion with
+/// the node not Ready (a person gave up on it) ends it as `Failed`. None: nothing to record (it
+/// had ended, never began, or the NodeHealthCheck had timed it out, which is recorded as such).
+pub fn deleted_before_end(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+    node_ready: bool,
+    timed_out: bool,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Option<Plan> {
+    if status.phase.is_some_and(|p| p.is_final()) || status.steps.is_empty() || timed_out {
+        return None;
+    }
+    let phase = status.phase.unwrap_or(RemediationPhase::Pending);
+    let observed = Observed::nothing();
+    let mut m = Machine::new(spec, status, &observed, now, generation);
+    let action = if node_ready {
+        m.finish_step("the node is Ready");
+        m.succeed(
+            "NodeReady",
+            format!(
+                "the node is Ready again; the remediation was deleted (the NodeHealthCheck \
+                 removes it once the node is healthy) in phase {phase:?}, before it had recorded that"
+            ),
+        )
+    } else {
+        m.fail(format!(
+            "deleted in phase {phase:?}, before it ended, with the node not Ready: nothing more \
+             is done"
+        ))
+    };
+    Some(m.plan(action))
+}
+
 /// What a Remediation that is being deleted does about its server's power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerRestore {

@@ -116,6 +116,21 @@ impl Context {
         }
     }
 
+    /// Counts a remediation whose status write `before` → `after` ended it (only that write
+    /// counts, so each remediation is counted once however its end races its deletion).
+    fn finished_once(
+        &self,
+        spec: &crate::api::RemediationSpec,
+        before: &RemediationStatus,
+        after: &RemediationStatus,
+        outcome: &str,
+    ) {
+        let is_final = |s: &RemediationStatus| s.phase.is_some_and(|p| p.is_final());
+        if !is_final(before) && is_final(after) {
+            self.finished(spec, outcome);
+        }
+    }
+
     /// Counts a remediation that reached a final phase.
     fn finished(&self, spec: &crate::api::RemediationSpec, outcome: &str) {
         self.metrics
@@ -233,14 +248,33 @@ async fn reconcile(rem: Arc<Remediation>, ctx: Arc<Context>) -> Result<Requeue> 
     ctx.metrics.reconciles.inc();
     let api: Api<Remediation> =
         Api::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
-    finalizer(&api, FINALIZER, rem, |event| async {
+    let name = rem.name_any();
+    let result = finalizer(&api, FINALIZER, rem, |event| async {
         match event {
             FinalizerEvent::Apply(rem) => apply(rem, &ctx).await,
             FinalizerEvent::Cleanup(rem) => cleanup(rem, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    match result {
+        // A write that raced the deletion of the Remediation (the NodeHealthCheck deletes it as
+        // soon as the node is healthy): a 409 because the deletion changed the object, a 404
+        // because it is gone. That is the contract working, not a failure: the finalizer's
+        // cleanup (which records the end) runs next, or already ran.
+        Err(e) if matches!(e.kube_status(), Some(404 | 409)) => match api.get_opt(&name).await {
+            Ok(None) => {
+                tracing::debug!(error = %e, "the Remediation is gone");
+                Ok(Requeue::await_change())
+            }
+            Ok(Some(r)) if r.metadata.deletion_timestamp.is_some() => {
+                tracing::debug!(error = %e, "the Remediation is being deleted");
+                Ok(Requeue::requeue(Duration::from_millis(200)))
+            }
+            _ => Err(e),
+        },
+        other => other,
+    }
 }
 
 /// The Remediation is going away: our taints go with it (unless another remediation of the
@@ -248,7 +282,60 @@ async fn reconcile(rem: Arc<Remediation>, ctx: Arc<Context>) -> Result<Requeue> 
 async fn cleanup(rem: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
     sync_taints(ctx, &rem, &[]).await?;
     restore_power(&rem, ctx).await?;
+    record_deletion(&rem, ctx).await?;
     Ok(Requeue::await_change())
+}
+
+/// The end of a Remediation deleted before it ended (see `machine::deleted_before_end`): its
+/// success when the node is Ready again (the NodeHealthCheck's usual reason to delete it), else
+/// its failure; written in its status, counted and said in an event, exactly once whichever of
+/// this and the step machine gets there first (each counts only the write that ended it). Then
+/// Magnum hears the cluster's health without this node, which would otherwise never be said.
+async fn record_deletion(cached: &Remediation, ctx: &Context) -> Result<()> {
+    let api: Api<Remediation> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(rem) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(());
+    };
+    let status = rem.status.clone().unwrap_or_default();
+    if ctx.settings.dry_run || status.steps.is_empty() {
+        return Ok(());
+    }
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node_ready = nodes
+        .get_opt(&node_name_of(&rem))
+        .await?
+        .as_ref()
+        .is_some_and(is_ready);
+    let mut ended = status.clone();
+    // Magnum heard of this node at the start and has not heard it is back: a remediation that
+    // had not ended, or one that failed (its node counted as unhealthy since).
+    let report = status.phase != Some(RemediationPhase::Succeeded);
+    if let Some(plan) = machine::deleted_before_end(
+        &rem.spec,
+        &status,
+        node_ready,
+        timed_out(&rem),
+        Timestamp::now(),
+        rem.metadata.generation,
+    ) {
+        let mut version = rem.resource_version().unwrap_or_default();
+        patch_status(ctx, &rem, &mut version, &status, &plan.status).await?;
+        let outcome = match plan.status.phase {
+            Some(RemediationPhase::Succeeded) => "succeeded",
+            _ => "deleted",
+        };
+        ctx.finished_once(&rem.spec, &status, &plan.status, outcome);
+        if let Some(notice) = plan.notice {
+            ctx.event(&rem, notice.warning, notice.reason, notice.message)
+                .await;
+        }
+        ended = plan.status;
+    }
+    if report && let Ok(cloud) = ctx.cloud_for(&rem, ended.region.as_deref()).await {
+        report_magnum_health(ctx, &rem, cloud.as_ref(), &ended, true).await;
+    }
+    Ok(())
 }
 
 /// How long a deleted Remediation waits for its server to finish powering off (or for the cloud
@@ -398,7 +485,7 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
             ctx.event(&rem, notice.warning, notice.reason, notice.message)
                 .await;
         }
-        ctx.finished(&rem.spec, "timed_out");
+        ctx.finished_once(&rem.spec, &status, &plan.status, "timed_out");
         sync_taints(ctx, &rem, &[]).await?;
         return Ok(Requeue::await_change());
     }
@@ -483,7 +570,7 @@ async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error) -> Dura
             .await;
     }
     if plan.action == Action::Done {
-        ctx.finished(&fresh.spec, "failed");
+        ctx.finished_once(&fresh.spec, &status, &plan.status, "failed");
         let _ = sync_taints(ctx, &fresh, &[]).await;
     }
     wait
@@ -516,6 +603,11 @@ async fn step(
     // Persist first: a request leaves only once it is on record. A conflict here means
     // someone wrote in between; nothing is sent and the next reconcile decides afresh.
     patch_status(ctx, rem, version, &before, &new).await?;
+    let outcome = match new.phase {
+        Some(RemediationPhase::Succeeded) => "succeeded",
+        _ => "failed",
+    };
+    ctx.finished_once(&rem.spec, &before, &new, outcome);
     // Everything after this write (reports, notices, taints, deletions, OpenStack requests)
     // is the leader's alone: a replica whose Lease ran out while it decided (it was paused,
     // or could not renew) stops here, and the next leader carries on from the status.
@@ -572,7 +664,7 @@ async fn carry_out(
     let ended =
         !before.phase.is_some_and(|p| p.is_final()) && new.phase.is_some_and(|p| p.is_final());
     if started || ended {
-        report_magnum_health(ctx, rem, cloud.as_ref(), &new).await;
+        report_magnum_health(ctx, rem, cloud.as_ref(), &new, false).await;
     }
     if let Some(notice) = notice {
         ctx.event(rem, notice.warning, notice.reason, notice.message.clone())
@@ -584,14 +676,8 @@ async fn carry_out(
     let requeue = match action.clone() {
         Action::Wait(d) if d.is_zero() => Requeue::requeue(Duration::from_millis(50)),
         Action::Wait(d) => Requeue::requeue(d),
-        Action::Done => {
-            let outcome = match new.phase {
-                Some(RemediationPhase::Succeeded) => "succeeded",
-                _ => "failed",
-            };
-            ctx.finished(&rem.spec, outcome);
-            Requeue::await_change()
-        }
+        // Counted where its status was written (step).
+        Action::Done => Requeue::await_change(),
         Action::DeleteNode => {
             match nodes.delete(node_name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -992,6 +1078,7 @@ async fn report_magnum_health(
     rem: &Remediation,
     cloud: &dyn Cloud,
     status: &crate::api::RemediationStatus,
+    deleting: bool,
 ) {
     let Some(magnum) = rem
         .spec
@@ -1025,7 +1112,7 @@ async fn report_magnum_health(
             running.push((node_name_of(&other), is_control_plane_remediation(&other)));
         }
     }
-    if !status.phase.is_some_and(|p| p.is_final()) {
+    if !deleting && !status.phase.is_some_and(|p| p.is_final()) {
         running.push((node_name_of(rem), is_control_plane_remediation(rem)));
     }
     let workers: Vec<(&str, &str)> = running

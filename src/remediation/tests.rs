@@ -1638,3 +1638,54 @@ fn whether_a_lost_request_arrived_is_read_on_novas_clock_alone() {
         Some(RequestOutcome::Accepted)
     );
 }
+
+#[test]
+fn a_remediation_deleted_while_its_node_is_ready_again_is_recorded_as_succeeded() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let waiting = in_step(
+        RemediationPhase::WaitingForNode,
+        StepName::WaitForNode,
+        vec![],
+    );
+    let plan = deleted_before_end(&spec, &waiting, true, false, t(10), Some(1))
+        .expect("the success is recorded");
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert!(is_condition_true(
+        &plan.status.conditions,
+        SUCCEEDED_CONDITION
+    ));
+    let notice = plan.notice.expect("an event");
+    assert!(!notice.warning, "a success is no warning: {notice:?}");
+    assert!(
+        notice.message.contains("WaitingForNode"),
+        "{}",
+        notice.message
+    );
+    assert!(plan.status.steps.last().unwrap().finished.is_some());
+
+    // With the node not Ready, someone gave up on it: Failed, and said so.
+    let plan = deleted_before_end(&spec, &waiting, false, false, t(10), Some(1)).unwrap();
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+
+    // Nothing to record: it had ended already, never began, or was timed out by the NHC.
+    assert_eq!(
+        deleted_before_end(&spec, &plan.status, true, false, t(11), Some(1)),
+        None,
+        "recorded once"
+    );
+    assert_eq!(
+        deleted_before_end(
+            &spec,
+            &RemediationStatus::default(),
+            true,
+            false,
+            t(1),
+            Some(1)
+        ),
+        None
+    );
+    assert_eq!(
+        deleted_before_end(&spec, &waiting, true, true, t(10), Some(1)),
+        None
+    );
+}
