@@ -150,6 +150,8 @@ pub struct Observed {
     pub workloads: Option<Workloads>,
     /// The Magnum cluster's status, when the spec names a cluster.
     pub cluster_status: Option<String>,
+    /// Magnum's `status_reason` for it (why an update failed, say).
+    pub cluster_status_reason: Option<String>,
     /// Whether the Magnum cluster has healing on (its `auto_healing_enabled` label), when the
     /// spec names a cluster.
     pub cluster_auto_healing: Option<bool>,
@@ -172,6 +174,7 @@ impl Observed {
             deletion: None,
             workloads: None,
             cluster_status: None,
+            cluster_status_reason: None,
             cluster_auto_healing: None,
             fence_confirmed_by: None,
             leading_for: StdDuration::ZERO,
@@ -1166,6 +1169,9 @@ impl Machine<'_> {
             if last_request(step, removal).is_none() {
                 return self.send(CloudRequest::of_kind(removal, &server));
             }
+            if let Some(action) = self.resize_failed(step) {
+                return action;
+            }
             return self
                 .follow_up(removal, &server, |s| {
                     s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
@@ -1201,9 +1207,57 @@ impl Machine<'_> {
                     "Magnum replaced the server; its new node joins the pool".into(),
                 )
             }
-            Some(s) if s.ends_with("_FAILED") => self.fail(format!("the Magnum cluster is {s}")),
+            Some(s) if s.ends_with("_FAILED") => {
+                let why = self.magnum_reason();
+                self.fail(format!(
+                    "the server is removed, but Magnum's update of the cluster failed: the cluster \
+                     is {s}{why}; the replacement may be missing"
+                ))
+            }
             _ => Action::Wait(StdDuration::from_secs(2)),
         }
+    }
+
+    /// `: <Magnum's status_reason>`, when it gave one.
+    fn magnum_reason(&self) -> String {
+        self.observed
+            .cluster_status_reason
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    }
+
+    /// Magnum accepted the resize (202) and then failed it: the cluster is `*_FAILED` while the
+    /// server is still there, so the server will not be removed and waiting for it would only
+    /// run out the recover timeout. A cluster that had failed already when the resize was sent
+    /// (Magnum resizes an `UPDATE_FAILED` cluster) is given [`LOST_REQUEST_GRACE`] to take the
+    /// resize on (`UPDATE_IN_PROGRESS`) before its failure is taken as this one's.
+    fn resize_failed(&mut self, step: &StepRecord) -> Option<Action> {
+        let request = last_request(step, RequestKind::MagnumResize)?.clone();
+        if request.outcome != Some(RequestOutcome::Accepted) {
+            return None;
+        }
+        let status = self
+            .observed
+            .cluster_status
+            .clone()
+            .filter(|s| s.ends_with("_FAILED"))?;
+        let failed_before = request
+            .cluster_status
+            .as_deref()
+            .is_some_and(|s| s.ends_with("_FAILED"));
+        if failed_before && self.since(request.sent_at.0) <= LOST_REQUEST_GRACE {
+            self.set_step_message(format!(
+                "waiting for Magnum to take the resize on (the cluster is still {status})"
+            ));
+            return Some(Action::Wait(POLL));
+        }
+        let why = self.magnum_reason();
+        Some(self.fail(format!(
+            "Magnum accepted the resize but failed it: the cluster is {status}{why}; the server \
+             was not removed (it stays off, its workloads were released)"
+        )))
     }
 
     fn wait_for_node(&mut self, step: &StepRecord) -> Action {
@@ -1312,11 +1366,15 @@ impl Machine<'_> {
             ServerObservation::Gone => None,
         };
         if let Some(step) = self.status.steps.last_mut() {
+            let cluster_status = (kind == RequestKind::MagnumResize)
+                .then(|| self.observed.cluster_status.clone())
+                .flatten();
             step.requests.push(OpenStackRequest {
                 action: kind,
                 sent_at: Time(now),
                 target,
                 server_updated,
+                cluster_status,
                 outcome: None,
             });
         }

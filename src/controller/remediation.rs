@@ -718,7 +718,14 @@ async fn carry_out(
             // request leaves and at every step of sending it, so a process that was paused
             // (or could not renew) sends nothing once its Lease may be someone else's. The
             // record stays without an outcome; whoever leads follows it up from the server.
-            let sending = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref());
+            let sending = send(
+                &ctx.clouds,
+                cloud.as_ref(),
+                &request,
+                &server_id,
+                rem,
+                node.as_ref(),
+            );
             let Some(sent) = ctx.settings.authority.while_leading(sending).await else {
                 tracing::warn!(
                     request = kind.as_str(),
@@ -829,7 +836,17 @@ async fn observe(
                 Some(StepName::Fence | StepName::Recover | StepName::Reboot)
             ) =>
         {
-            Some(cloud.cluster(&m.cluster).await?)
+            // Shared with every pass and remediation of this cluster: at most one read per
+            // CLUSTER_TTL (10 s), not one per pass.
+            Some(
+                ctx.clouds
+                    .cluster_through(
+                        &rem.namespace().unwrap_or_default(),
+                        &m.cluster,
+                        cloud.as_ref(),
+                    )
+                    .await?,
+            )
         }
         _ => None,
     };
@@ -841,6 +858,7 @@ async fn observe(
         deletion,
         workloads,
         cluster_auto_healing: cluster.as_ref().map(|c| c.auto_healing_enabled()),
+        cluster_status_reason: cluster.as_ref().and_then(|c| c.status_reason.clone()),
         cluster_status: cluster.map(|c| c.status),
         fence_confirmed_by: rem
             .annotations()
@@ -859,6 +877,7 @@ async fn observe(
 
 /// Sends one OpenStack request.
 async fn send(
+    clouds: &Clouds,
     cloud: &dyn Cloud,
     request: &CloudRequest,
     server_id: &str,
@@ -903,14 +922,19 @@ async fn send(
                         message: format!("Magnum cluster {cluster} has no nodegroup {nodegroup}"),
                     })?;
             // Same count, this server removed: Magnum builds a replacement.
-            cloud
+            let resized = cloud
                 .resize(
                     &cluster,
                     &nodegroup,
                     group.node_count,
                     &[server_id.to_string()],
                 )
-                .await?
+                .await;
+            // Whatever came back, the next look at the cluster must be Magnum's answer to it.
+            clouds
+                .forget_cluster(&rem.namespace().unwrap_or_default(), &cluster)
+                .await;
+            resized?
         }
     }
     Ok(())
