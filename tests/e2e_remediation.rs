@@ -442,7 +442,13 @@ async fn replace_through_magnum_removes_the_server_and_deletes_the_node() -> Res
         s.tb.sim
             .request_log()
             .into_iter()
-            .filter(|r| r.path.ends_with("/actions/resize") && (200..300).contains(&r.status))
+            .filter(|r| {
+                // This test's cluster only: others of the binary share the simulator.
+                r.path.ends_with(&format!(
+                    "/clusters/{}/actions/resize",
+                    s.cluster.magnum_id.as_deref().unwrap_or_default()
+                )) && (200..300).contains(&r.status)
+            })
             .collect();
     assert_eq!(resizes.len(), 1, "exactly one resize");
     // The replacement joins the pool.
@@ -1139,7 +1145,11 @@ async fn a_resize_magnum_fails_fails_the_replace_with_magnums_reason() -> Result
     let log = s.tb.sim.request_log();
     let resizes = log
         .iter()
-        .filter(|r| r.path.ends_with("/actions/resize") && (200..300).contains(&r.status))
+        .filter(|r| {
+            r.path
+                .ends_with(&format!("/clusters/{cluster}/actions/resize"))
+                && (200..300).contains(&r.status)
+        })
         .count();
     assert_eq!(resizes, 1, "one resize, not resent");
     // Every cluster read of the run, against the time it ran: at most one per 10 s (and the
@@ -1162,5 +1172,114 @@ async fn a_resize_magnum_fails_fails_the_replace_with_magnums_reason() -> Result
         "{} cluster reads in {span:.0}s",
         reads.len()
     );
+    Ok(())
+}
+
+/// Magnum answers 202 to a health_status update of a cluster in `UPDATE_FAILED`, and its
+/// conductor drops it: an accepted report is not a stored one. The operator says so (a Warning
+/// `HealthReportNotStored` naming the cluster's state, `outcome="not_stored"`), rather than
+/// taking the 202 for a report made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_report_magnum_accepts_but_drops_is_said_not_stored() -> Result<()> {
+    let s = Scenario::new("healthdrop", 1, 2).await?;
+    let victim = s.worker(0);
+    let cluster = s.cluster.magnum_id.clone().expect("a Magnum cluster");
+    s.tb.sim.set_cluster_status(&cluster, "UPDATE_FAILED");
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "openstack": {"magnum": {"cluster": cluster, "reportHealthStatus": true}}}),
+    )
+    .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(90),
+    )
+    .await?;
+    let said = wait_for(
+        Duration::from_secs(30),
+        "HealthReportNotStored said",
+        || async {
+            Ok(s.events("HealthReportNotStored")
+                .await?
+                .iter()
+                .any(|m| m.contains("UPDATE_FAILED")))
+        },
+    )
+    .await;
+    if let Err(e) = said {
+        bail!("{e}\nlog:\n{}", s.op.log_tail());
+    }
+    let c = s.tb.sim.cluster(&cluster).expect("cluster");
+    assert_eq!(c.health_status, None, "Magnum really dropped it");
+    let metrics = s.op.metrics().await?;
+    let not_stored = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"nodehealer_magnum_health_reports_total{outcome="not_stored"}"#))
+        .unwrap_or_default();
+    assert!(
+        !not_stored.is_empty() && !not_stored.ends_with(" 0"),
+        "counted: {not_stored:?}"
+    );
+    Ok(())
+}
+
+/// A remediation that fails with its node still down (a server that never powers off) must not
+/// end with Magnum hearing `HEALTHY`: the node is still unhealthy, so the report at the end says
+/// so (on c409818 it said `HEALTHY` as soon as no remediation was running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediation_that_fails_with_its_node_down_leaves_magnum_unhealthy() -> Result<()> {
+    let s = Scenario::new("healthfail", 1, 2).await?;
+    let victim = s.worker(0);
+    let server = s.server(&victim);
+    let cluster = s.cluster.magnum_id.clone().expect("a Magnum cluster");
+    s.tb.sim.refuse_power_off(&server, true);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "timeouts": {"fence": "10s"},
+               "openstack": {"magnum": {"cluster": cluster, "reportHealthStatus": true}}}),
+    )
+    .await?;
+    s.wait_phase(&victim, RemediationPhase::Failed, Duration::from_secs(90))
+        .await?;
+    // The report at the start and the one at the end, both accepted.
+    let reports = || {
+        s.tb.sim
+            .request_log()
+            .into_iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path.ends_with(&format!("/clusters/{cluster}"))
+                    && (200..300).contains(&r.status)
+            })
+            .count()
+    };
+    let both = wait_for(Duration::from_secs(30), "two reports", || async {
+        Ok(reports() >= 2)
+    })
+    .await;
+    if let Err(e) = both {
+        bail!("{e}: {} reports\nlog:\n{}", reports(), s.op.log_tail());
+    }
+    let c = s.tb.sim.cluster(&cluster).expect("cluster");
+    assert_eq!(
+        c.health_status.as_deref(),
+        Some("UNHEALTHY"),
+        "{:?}",
+        c.health_status_reason
+    );
+    assert_eq!(
+        c.health_status_reason
+            .get(&format!("{victim}.Ready"))
+            .map(String::as_str),
+        Some("error"),
+        "{:?}",
+        c.health_status_reason
+    );
+    s.tb.sim.refuse_power_off(&server, false);
     Ok(())
 }

@@ -165,12 +165,12 @@ impl Clouds {
         namespace: &str,
         name: &str,
         cloud: &dyn Cloud,
-    ) -> Result<Cluster> {
+    ) -> Result<(Cluster, Instant)> {
         let key = (namespace.to_owned(), name.to_owned());
         if let Some((at, Ok(cached))) = self.clusters.lock().await.get(&key)
             && at.elapsed() < CLUSTER_TTL
         {
-            return Ok(cached.clone());
+            return Ok((cached.clone(), *at));
         }
         let began = Instant::now();
         let read = cloud.cluster(name).await;
@@ -179,14 +179,26 @@ impl Clouds {
             Err(e) => Err(e.to_string()),
         };
         self.remember(key, began, cached).await;
-        Ok(read?)
+        Ok((read?, began))
+    }
+
+    /// The cluster as last read (however long ago), if a read of it worked.
+    pub async fn last_known_cluster(&self, namespace: &str, name: &str) -> Option<Cluster> {
+        let key = (namespace.to_owned(), name.to_owned());
+        match self.clusters.lock().await.get(&key) {
+            Some((_, Ok(c))) => Some(c.clone()),
+            _ => None,
+        }
     }
 
     /// Drops the cached read of cluster `name`: we just changed it (a resize), and the next
     /// look must see Magnum's answer to that.
     pub async fn forget_cluster(&self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
-        self.clusters.lock().await.remove(&key);
+        if let Some(entry) = self.clusters.lock().await.get_mut(&key) {
+            // Expired, so the next look reads afresh; kept as the last known state.
+            entry.0 = Instant::now().checked_sub(CLUSTER_TTL).unwrap_or(entry.0);
+        }
         self.forgotten.lock().await.insert(key, Instant::now());
     }
 
@@ -198,10 +210,8 @@ impl Clouds {
             .get(&key)
             .is_some_and(|at| began < *at);
         if !stale {
-            self.clusters
-                .lock()
-                .await
-                .insert(key, (Instant::now(), read));
+            // Stamped with when the read began: what it shows is at least that recent.
+            self.clusters.lock().await.insert(key, (began, read));
         }
     }
 }
