@@ -110,3 +110,29 @@ impl Error {
 
 /// The operator's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+    use kube::runtime::finalizer::Error as F;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            Status::failure("refused", "Conflict")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn the_kubernetes_status_is_found_through_the_finalizers_wrapping() {
+        assert_eq!(Error::Kube(api(409)).kube_status(), Some(409));
+        let wrapped = Error::Finalizer(Box::new(F::ApplyFailed(Error::Kube(api(404)))));
+        assert_eq!(wrapped.kube_status(), Some(404));
+        let removing = Error::Finalizer(Box::new(F::RemoveFinalizer(api(409))));
+        assert_eq!(removing.kube_status(), Some(409));
+        let other = Error::PowerRestorePending { server: "s".into() };
+        assert_eq!(other.kube_status(), None);
+    }
+}
