@@ -80,6 +80,23 @@ impl Error {
         }
     }
 
+    /// The HTTP status with which the Kubernetes API refused the request behind this error
+    /// (through the finalizer's wrapping), if that is what it is.
+    pub fn kube_status(&self) -> Option<u16> {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(kube::Error::Api(s)) => Some(s.code),
+            Error::Finalizer(e) => match e.as_ref() {
+                F::ApplyFailed(inner) | F::CleanupFailed(inner) => inner.kube_status(),
+                F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)) => {
+                    Some(s.code)
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// How long to wait before the next attempt: soon for transient failures, a while for
     /// input that must be fixed by someone (a watch event on the object retriggers anyway).
     pub fn requeue_after(&self) -> Duration {
@@ -93,3 +110,29 @@ impl Error {
 
 /// The operator's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+    use kube::runtime::finalizer::Error as F;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            Status::failure("refused", "Conflict")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn the_kubernetes_status_is_found_through_the_finalizers_wrapping() {
+        assert_eq!(Error::Kube(api(409)).kube_status(), Some(409));
+        let wrapped = Error::Finalizer(Box::new(F::ApplyFailed(Error::Kube(api(404)))));
+        assert_eq!(wrapped.kube_status(), Some(404));
+        let removing = Error::Finalizer(Box::new(F::RemoveFinalizer(api(409))));
+        assert_eq!(removing.kube_status(), Some(409));
+        let other = Error::PowerRestorePending { server: "s".into() };
+        assert_eq!(other.kube_status(), None);
+    }
+}

@@ -71,6 +71,10 @@ pub const REBUILT_ACTIVE_SETTLE: StdDuration = StdDuration::from_secs(5);
 /// `FenceUnproven` for SHUTOFF or a person, instead of failing at the fence timeout. Nova's own
 /// clean shutdown waits up to 60 s for the guest.
 pub const STOP_PATIENCE: StdDuration = StdDuration::from_secs(90);
+/// How often a remediation blocked by a cause that cannot go away by itself (a wrong password,
+/// a missing Secret, a broken clouds.yaml) looks again: someone fixing it is noticed within this
+/// long, at the cost of one Secret read (and one Keystone attempt) per look.
+pub const BLOCKED_RECHECK: StdDuration = StdDuration::from_secs(15);
 /// How often to look again while a person must confirm a fence or a cloud answer is missing.
 const SLOW_POLL: StdDuration = StdDuration::from_secs(5);
 
@@ -146,6 +150,8 @@ pub struct Observed {
     pub workloads: Option<Workloads>,
     /// The Magnum cluster's status, when the spec names a cluster.
     pub cluster_status: Option<String>,
+    /// Magnum's `status_reason` for it (why an update failed, say).
+    pub cluster_status_reason: Option<String>,
     /// Whether the Magnum cluster has healing on (its `auto_healing_enabled` label), when the
     /// spec names a cluster.
     pub cluster_auto_healing: Option<bool>,
@@ -168,6 +174,7 @@ impl Observed {
             deletion: None,
             workloads: None,
             cluster_status: None,
+            cluster_status_reason: None,
             cluster_auto_healing: None,
             fence_confirmed_by: None,
             leading_for: StdDuration::ZERO,
@@ -453,6 +460,46 @@ pub fn stop_timed_out(
     m.plan(action)
 }
 
+/// How a Remediation deleted before it ended is recorded, by its finalizer. medik8s' contract:
+/// the NodeHealthCheck deletes a remediation once its node is healthy again, and it may well do
+/// so before the remediator has seen the node Ready and written `Succeeded` (while the
+/// remediation is still `WaitingForNode`, `Recovering`, ...). The node being Ready when the
+/// deletion is handled is that success: it is recorded as one (once: the caller writes it on
+/// top of the status read, and only a write that ends the remediation counts). A deletion with
+/// the node not Ready (a person gave up on it) ends it as `Failed`. None: nothing to record (it
+/// had ended, never began, or the NodeHealthCheck had timed it out, which is recorded as such).
+pub fn deleted_before_end(
+    spec: &RemediationSpec,
+    status: &RemediationStatus,
+    node_ready: bool,
+    timed_out: bool,
+    now: Timestamp,
+    generation: Option<i64>,
+) -> Option<Plan> {
+    if status.phase.is_some_and(|p| p.is_final()) || status.steps.is_empty() || timed_out {
+        return None;
+    }
+    let phase = status.phase.unwrap_or(RemediationPhase::Pending);
+    let observed = Observed::nothing();
+    let mut m = Machine::new(spec, status, &observed, now, generation);
+    let action = if node_ready {
+        m.finish_step("the node is Ready");
+        m.succeed(
+            "NodeReady",
+            format!(
+                "the node is Ready again; the remediation was deleted (the NodeHealthCheck \
+                 removes it once the node is healthy) in phase {phase:?}, before it had recorded that"
+            ),
+        )
+    } else {
+        m.fail(format!(
+            "deleted in phase {phase:?}, before it ended, with the node not Ready: nothing more \
+             is done"
+        ))
+    };
+    Some(m.plan(action))
+}
+
 /// What a Remediation that is being deleted does about its server's power.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PowerRestore {
@@ -532,8 +579,8 @@ pub struct Blocker<'a> {
 /// is released. The reason goes into `lastError` and the `Processing` condition; once the
 /// current step (or, before the first step, the remediation since `created`) has run longer
 /// than its timeout, the remediation fails so that the NodeHealthCheck escalates. `retryable`
-/// says whether the cause may go away by itself: if not, look again only when the timeout runs
-/// out (a changed object wakes the controller anyway).
+/// says whether the cause may go away by itself: if not, look again every [`BLOCKED_RECHECK`]
+/// (someone may fix it) and just after the timeout runs out.
 pub fn blocked(
     spec: &RemediationSpec,
     status: &RemediationStatus,
@@ -590,8 +637,10 @@ pub fn blocked(
         Action::Wait(if retryable {
             FAILED_REQUEST_BACKOFF
         } else {
-            // Just past the timeout, so the remediation fails when it should and escalates.
-            until_timeout + POLL
+            // Just past the timeout, so the remediation fails when it should and escalates;
+            // and meanwhile every BLOCKED_RECHECK, since someone may fix the cause (a Secret
+            // with the right password: the operator may only read Secrets, not watch them).
+            (until_timeout + POLL).min(BLOCKED_RECHECK)
         })
     };
     m.sync_conditions();
@@ -1120,6 +1169,9 @@ impl Machine<'_> {
             if last_request(step, removal).is_none() {
                 return self.send(CloudRequest::of_kind(removal, &server));
             }
+            if let Some(action) = self.resize_failed(step) {
+                return action;
+            }
             return self
                 .follow_up(removal, &server, |s| {
                     s.task_state.as_deref() == Some("deleting") || s.status == "DELETED"
@@ -1155,9 +1207,57 @@ impl Machine<'_> {
                     "Magnum replaced the server; its new node joins the pool".into(),
                 )
             }
-            Some(s) if s.ends_with("_FAILED") => self.fail(format!("the Magnum cluster is {s}")),
+            Some(s) if s.ends_with("_FAILED") => {
+                let why = self.magnum_reason();
+                self.fail(format!(
+                    "the server is removed, but Magnum's update of the cluster failed: the cluster \
+                     is {s}{why}; the replacement may be missing"
+                ))
+            }
             _ => Action::Wait(StdDuration::from_secs(2)),
         }
+    }
+
+    /// `: <Magnum's status_reason>`, when it gave one.
+    fn magnum_reason(&self) -> String {
+        self.observed
+            .cluster_status_reason
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    }
+
+    /// Magnum accepted the resize (202) and then failed it: the cluster is `*_FAILED` while the
+    /// server is still there, so the server will not be removed and waiting for it would only
+    /// run out the recover timeout. A cluster that had failed already when the resize was sent
+    /// (Magnum resizes an `UPDATE_FAILED` cluster) is given [`LOST_REQUEST_GRACE`] to take the
+    /// resize on (`UPDATE_IN_PROGRESS`) before its failure is taken as this one's.
+    fn resize_failed(&mut self, step: &StepRecord) -> Option<Action> {
+        let request = last_request(step, RequestKind::MagnumResize)?.clone();
+        if request.outcome != Some(RequestOutcome::Accepted) {
+            return None;
+        }
+        let status = self
+            .observed
+            .cluster_status
+            .clone()
+            .filter(|s| s.ends_with("_FAILED"))?;
+        let failed_before = request
+            .cluster_status
+            .as_deref()
+            .is_some_and(|s| s.ends_with("_FAILED"));
+        if failed_before && self.since(request.sent_at.0) <= LOST_REQUEST_GRACE {
+            self.set_step_message(format!(
+                "waiting for Magnum to take the resize on (the cluster is still {status})"
+            ));
+            return Some(Action::Wait(POLL));
+        }
+        let why = self.magnum_reason();
+        Some(self.fail(format!(
+            "Magnum accepted the resize but failed it: the cluster is {status}{why}; the server \
+             was not removed (it stays off, its workloads were released)"
+        )))
     }
 
     fn wait_for_node(&mut self, step: &StepRecord) -> Action {
@@ -1266,11 +1366,15 @@ impl Machine<'_> {
             ServerObservation::Gone => None,
         };
         if let Some(step) = self.status.steps.last_mut() {
+            let cluster_status = (kind == RequestKind::MagnumResize)
+                .then(|| self.observed.cluster_status.clone())
+                .flatten();
             step.requests.push(OpenStackRequest {
                 action: kind,
                 sent_at: Time(now),
                 target,
                 server_updated,
+                cluster_status,
                 outcome: None,
             });
         }

@@ -428,3 +428,125 @@ async fn a_hung_kubelet_is_rebooted_without_fencing() -> Result<()> {
     );
     Ok(())
 }
+
+/// medik8s' contract: the NodeHealthCheck deletes a Remediation as soon as its node is healthy,
+/// whatever the Remediation's phase. Here the node comes back (someone powers its server on)
+/// while the Remediation still waits for a VolumeAttachment to go: the NodeHealthCheck deletes
+/// it before the step machine could see the node Ready. The success is recorded anyway, once
+/// (`nodehealer_remediations_finished_total{outcome="succeeded"} 1`, a Normal `NodeReady`
+/// event), and the race with the deletion is no failure: no reconcile error, no Warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediation_the_nodehealthcheck_deletes_early_is_counted_as_succeeded_once() -> Result<()>
+{
+    let s = Story::new(
+        "earlydelete",
+        2,
+        template(
+            "power-cycle",
+            json!({"action": "PowerCycle", "workloadEviction": "ResourceDeletion"}),
+        ),
+        json!({"remediationTemplate": template_ref("power-cycle")}),
+    )
+    .await?;
+    let victim = s.cluster.nodes_with_role("worker")[0].clone();
+    // A VolumeAttachment its CSI driver will not let go of (a finalizer): ReleaseWorkloads
+    // waits for it.
+    let held = format!("{}-held", s.ns);
+    let vas: Api<k8s_openapi::api::storage::v1::VolumeAttachment> = Api::all(s.client.clone());
+    vas.create(
+        &kube::api::PostParams::default(),
+        &serde_json::from_value(json!({
+            "metadata": {"name": held, "finalizers": ["test.nodehealer.io/hold"]},
+            "spec": {"attacher": "test.csi.nodehealer.io", "nodeName": victim,
+                     "source": {"persistentVolumeName": format!("{held}-pv")}}
+        }))?,
+    )
+    .await?;
+    let rems: Api<DynamicObject> =
+        Api::namespaced_with(s.client.clone(), &s.ns, &resource("Remediation"));
+    let phase = |o: &DynamicObject| {
+        o.data["status"]["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    s.tb.fail_node(&victim).await?;
+    let releasing = nodehealer_testbed::wait_for(
+        Duration::from_secs(90),
+        "the Remediation waiting in ReleasingWorkloads",
+        || async {
+            Ok(rems
+                .get_opt(&victim)
+                .await?
+                .is_some_and(|r| phase(&r) == "ReleasingWorkloads"))
+        },
+    )
+    .await;
+    if let Err(e) = releasing {
+        bail!("{e}\noperator log:\n{}", s.op.log_tail());
+    }
+    // The node comes back while the Remediation waits: the NodeHealthCheck removes it.
+    s.tb.recover_node(&victim).await?;
+    let gone = nodehealer_testbed::wait_for(
+        Duration::from_secs(90),
+        "the NodeHealthCheck removed the Remediation",
+        || async { Ok(rems.get_opt(&victim).await?.is_none()) },
+    )
+    .await;
+    // Let the VolumeAttachment go whatever happened.
+    vas.patch(
+        &held,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await?;
+    if let Err(e) = gone {
+        bail!("{e}\noperator log:\n{}", s.op.log_tail());
+    }
+    let metrics = s.op.metrics().await?;
+    let succeeded = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("nodehealer_remediations_finished_total{")
+                && l.contains(r#"action="PowerCycle""#)
+                && l.contains(r#"outcome="succeeded""#)
+        })
+        .unwrap_or_default();
+    assert!(
+        succeeded.ends_with(" 1"),
+        "the success counted once: {succeeded:?}\nmetrics:\n{metrics}\nlog:\n{}",
+        s.op.log_tail()
+    );
+    let reconcile_errors: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("nodehealer_remediation_reconcile_errors_total{"))
+        .collect();
+    assert!(
+        reconcile_errors.is_empty(),
+        "the deletion is no reconcile error: {reconcile_errors:?}"
+    );
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(s.client.clone(), &s.ns);
+    let about_it: Vec<_> = events
+        .list(&kube::api::ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Remediation"))
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        about_it
+            .iter()
+            .any(|(t, r, _)| t == "Normal" && r == "NodeReady"),
+        "a NodeReady event: {about_it:#?}"
+    );
+    let warnings: Vec<_> = about_it.iter().filter(|(t, _, _)| t == "Warning").collect();
+    assert!(warnings.is_empty(), "no Warning: {warnings:#?}");
+    Ok(())
+}

@@ -10,7 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use nodehealer::api::{Remediation, RemediationPhase, RemediationStatus};
@@ -442,7 +442,13 @@ async fn replace_through_magnum_removes_the_server_and_deletes_the_node() -> Res
         s.tb.sim
             .request_log()
             .into_iter()
-            .filter(|r| r.path.ends_with("/actions/resize") && (200..300).contains(&r.status))
+            .filter(|r| {
+                // This test's cluster only: others of the binary share the simulator.
+                r.path.ends_with(&format!(
+                    "/clusters/{}/actions/resize",
+                    s.cluster.magnum_id.as_deref().unwrap_or_default()
+                )) && (200..300).contains(&r.status)
+            })
             .collect();
     assert_eq!(resizes.len(), 1, "exactly one resize");
     // The replacement joins the pool.
@@ -1095,4 +1101,185 @@ async fn daemonsets_that_tolerate_everything_never_block_the_out_of_service_tain
 async fn daemonsets_that_tolerate_everything_are_never_deleted_by_resource_deletion() -> Result<()>
 {
     daemonsets_never_block_a_remediation("ResourceDeletion").await
+}
+
+/// Magnum accepts the resize of a Replace (202) and its conductor then fails it (Magnum without
+/// Heat): the cluster is `UPDATE_FAILED` with Magnum's `status_reason`, and the server is never
+/// removed. That is noticed at the next read of the cluster, not when the recover timeout runs
+/// out: the Remediation fails with Magnum's reason in its message and its event. Meanwhile the
+/// cluster is read at most every 10 s (shared by all passes), not on every pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resize_magnum_fails_fails_the_replace_with_magnums_reason() -> Result<()> {
+    let s = Scenario::new("resizefail", 1, 2).await?;
+    let victim = s.worker(0);
+    let server = s.server(&victim);
+    let cluster = s.cluster.magnum_id.clone().expect("a Magnum cluster");
+    let reason = "Unable to establish connection to http://127.0.0.1:8004/v1: Heat is down";
+    s.tb.sim.fail_cluster_updates(&cluster, Some(reason));
+    s.tb.fail_node(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "Replace", "timeouts": {"recover": "10m"},
+               "openstack": {"magnum": {"cluster": cluster}}}),
+    )
+    .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Failed,
+        // Far less than the 10-minute recover timeout it used to wait out.
+        Duration::from_secs(90),
+    )
+    .await?;
+    let rem = s.remediations().get(&victim).await?;
+    let status = rem.status.unwrap_or_default();
+    let error = status.last_error.clone().unwrap_or_default();
+    assert!(error.contains("UPDATE_FAILED"), "{error}");
+    assert!(error.contains(reason), "Magnum's reason: {error}");
+    let failed = s.events("RemediationFailed").await?;
+    assert!(
+        failed.iter().any(|m| m.contains(reason)),
+        "the event says Magnum's reason: {failed:?}"
+    );
+    assert!(s.tb.sim.server(&server).is_some(), "nothing removed it");
+    let log = s.tb.sim.request_log();
+    let resizes = log
+        .iter()
+        .filter(|r| {
+            r.path
+                .ends_with(&format!("/clusters/{cluster}/actions/resize"))
+                && (200..300).contains(&r.status)
+        })
+        .count();
+    assert_eq!(resizes, 1, "one resize, not resent");
+    // Every cluster read of the run, against the time it ran: at most one per 10 s (and the
+    // one right after the resize, which must see Magnum's answer to it).
+    let reads: Vec<jiff::Timestamp> = log
+        .iter()
+        .filter(|r| {
+            r.method == "GET"
+                && r.path.ends_with(&format!("/clusters/{cluster}"))
+                && r.status == 200
+        })
+        .map(|r| r.time)
+        .collect();
+    let (Some(first), Some(last)) = (reads.first(), reads.last()) else {
+        bail!("the cluster was never read");
+    };
+    let span = last.duration_since(*first).as_secs_f64();
+    assert!(
+        (reads.len() as f64) <= span / 10.0 + 2.0,
+        "{} cluster reads in {span:.0}s",
+        reads.len()
+    );
+    Ok(())
+}
+
+/// Magnum answers 202 to a health_status update of a cluster in `UPDATE_FAILED`, and its
+/// conductor drops it: an accepted report is not a stored one. The operator says so (a Warning
+/// `HealthReportNotStored` naming the cluster's state, `outcome="not_stored"`), rather than
+/// taking the 202 for a report made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_report_magnum_accepts_but_drops_is_said_not_stored() -> Result<()> {
+    let s = Scenario::new("healthdrop", 1, 2).await?;
+    let victim = s.worker(0);
+    let cluster = s.cluster.magnum_id.clone().expect("a Magnum cluster");
+    s.tb.sim.set_cluster_status(&cluster, "UPDATE_FAILED");
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "openstack": {"magnum": {"cluster": cluster, "reportHealthStatus": true}}}),
+    )
+    .await?;
+    s.wait_phase(
+        &victim,
+        RemediationPhase::Succeeded,
+        Duration::from_secs(90),
+    )
+    .await?;
+    let said = wait_for(
+        Duration::from_secs(30),
+        "HealthReportNotStored said",
+        || async {
+            Ok(s.events("HealthReportNotStored")
+                .await?
+                .iter()
+                .any(|m| m.contains("UPDATE_FAILED")))
+        },
+    )
+    .await;
+    if let Err(e) = said {
+        bail!("{e}\nlog:\n{}", s.op.log_tail());
+    }
+    let c = s.tb.sim.cluster(&cluster).expect("cluster");
+    assert_eq!(c.health_status, None, "Magnum really dropped it");
+    let metrics = s.op.metrics().await?;
+    let not_stored = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"nodehealer_magnum_health_reports_total{outcome="not_stored"}"#))
+        .unwrap_or_default();
+    assert!(
+        !not_stored.is_empty() && !not_stored.ends_with(" 0"),
+        "counted: {not_stored:?}"
+    );
+    Ok(())
+}
+
+/// A remediation that fails with its node still down (a server that never powers off) must not
+/// end with Magnum hearing `HEALTHY`: the node is still unhealthy, so the report at the end says
+/// so (on c409818 it said `HEALTHY` as soon as no remediation was running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remediation_that_fails_with_its_node_down_leaves_magnum_unhealthy() -> Result<()> {
+    let s = Scenario::new("healthfail", 1, 2).await?;
+    let victim = s.worker(0);
+    let server = s.server(&victim);
+    let cluster = s.cluster.magnum_id.clone().expect("a Magnum cluster");
+    s.tb.sim.refuse_power_off(&server, true);
+    s.tb.kubelet_hang(&victim).await?;
+    s.wait_not_ready(&victim).await?;
+    s.remediate(
+        &victim,
+        json!({"action": "PowerCycle", "timeouts": {"fence": "10s"},
+               "openstack": {"magnum": {"cluster": cluster, "reportHealthStatus": true}}}),
+    )
+    .await?;
+    s.wait_phase(&victim, RemediationPhase::Failed, Duration::from_secs(90))
+        .await?;
+    // The report at the start and the one at the end, both accepted.
+    let reports = || {
+        s.tb.sim
+            .request_log()
+            .into_iter()
+            .filter(|r| {
+                r.method == "PATCH"
+                    && r.path.ends_with(&format!("/clusters/{cluster}"))
+                    && (200..300).contains(&r.status)
+            })
+            .count()
+    };
+    let both = wait_for(Duration::from_secs(30), "two reports", || async {
+        Ok(reports() >= 2)
+    })
+    .await;
+    if let Err(e) = both {
+        bail!("{e}: {} reports\nlog:\n{}", reports(), s.op.log_tail());
+    }
+    let c = s.tb.sim.cluster(&cluster).expect("cluster");
+    assert_eq!(
+        c.health_status.as_deref(),
+        Some("UNHEALTHY"),
+        "{:?}",
+        c.health_status_reason
+    );
+    assert_eq!(
+        c.health_status_reason
+            .get(&format!("{victim}.Ready"))
+            .map(String::as_str),
+        Some("error"),
+        "{:?}",
+        c.health_status_reason
+    );
+    s.tb.sim.refuse_power_off(&server, false);
+    Ok(())
 }

@@ -488,6 +488,12 @@ pub struct OpenStackRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_updated: Option<Time>,
 
+    /// The Magnum cluster's status as seen when a request to it (a resize) was decided: a
+    /// `*_FAILED` seen afterwards is that request's failure only if the cluster had not failed
+    /// already (Magnum accepts a resize of an `UPDATE_FAILED` cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_status: Option<String>,
+
     /// What came back: `Accepted`, or `Failed: <reason>`. Empty while the answer is unknown —
     /// recorded before sending, so a controller that restarts in between knows the request may
     /// have reached OpenStack and checks the server before ever sending it again.

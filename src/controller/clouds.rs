@@ -47,6 +47,9 @@ pub struct Clouds {
     metrics: crate::metrics::Metrics,
     clients: Mutex<HashMap<CloudKey, Arc<dyn Cloud>>>,
     clusters: Mutex<HashMap<ClusterKey, (Instant, ClusterRead)>>,
+    /// When each cluster's cached read was last dropped because we changed the cluster: a
+    /// read that began before then is not cached (it may show the cluster as it was).
+    forgotten: Mutex<HashMap<ClusterKey, Instant>>,
 }
 
 impl Clouds {
@@ -56,6 +59,7 @@ impl Clouds {
             metrics,
             clients: Mutex::new(HashMap::new()),
             clusters: Mutex::new(HashMap::new()),
+            forgotten: Mutex::new(HashMap::new()),
         }
     }
 
@@ -143,14 +147,71 @@ impl Clouds {
         {
             return Some(cached.clone());
         }
+        let began = Instant::now();
         let read = match self.for_spec(namespace, spec).await {
             Ok(cloud) => cloud.cluster(&name).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        self.clusters
+        self.remember(key, began, read.clone()).await;
+        Some(read)
+    }
+
+    /// The Magnum cluster `name` (of a template in `namespace`) through `cloud`, as a
+    /// Remediation reads it on its passes: from the same cache as [`Clouds::cluster`], so a
+    /// cluster is read at most every [`CLUSTER_TTL`] however many remediations and passes look
+    /// at it. An error is not taken from the cache: it comes with its category.
+    pub async fn cluster_through(
+        &self,
+        namespace: &str,
+        name: &str,
+        cloud: &dyn Cloud,
+    ) -> Result<(Cluster, Instant)> {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some((at, Ok(cached))) = self.clusters.lock().await.get(&key)
+            && at.elapsed() < CLUSTER_TTL
+        {
+            return Ok((cached.clone(), *at));
+        }
+        let began = Instant::now();
+        let read = cloud.cluster(name).await;
+        let cached = match &read {
+            Ok(c) => Ok(c.clone()),
+            Err(e) => Err(e.to_string()),
+        };
+        self.remember(key, began, cached).await;
+        Ok((read?, began))
+    }
+
+    /// The cluster as last read (however long ago), if a read of it worked.
+    pub async fn last_known_cluster(&self, namespace: &str, name: &str) -> Option<Cluster> {
+        let key = (namespace.to_owned(), name.to_owned());
+        match self.clusters.lock().await.get(&key) {
+            Some((_, Ok(c))) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// Drops the cached read of cluster `name`: we just changed it (a resize), and the next
+    /// look must see Magnum's answer to that.
+    pub async fn forget_cluster(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(entry) = self.clusters.lock().await.get_mut(&key) {
+            // Expired, so the next look reads afresh; kept as the last known state.
+            entry.0 = Instant::now().checked_sub(CLUSTER_TTL).unwrap_or(entry.0);
+        }
+        self.forgotten.lock().await.insert(key, Instant::now());
+    }
+
+    async fn remember(&self, key: ClusterKey, began: Instant, read: ClusterRead) {
+        let stale = self
+            .forgotten
             .lock()
             .await
-            .insert(key, (Instant::now(), read.clone()));
-        Some(read)
+            .get(&key)
+            .is_some_and(|at| began < *at);
+        if !stale {
+            // Stamped with when the read began: what it shows is at least that recent.
+            self.clusters.lock().await.insert(key, (began, read));
+        }
     }
 }

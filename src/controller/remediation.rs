@@ -55,6 +55,9 @@ pub struct Context {
     clouds: Arc<Clouds>,
     /// The Remediation cache, for the Magnum health report (which covers a whole cluster).
     store: std::sync::OnceLock<kube::runtime::reflector::Store<Remediation>>,
+    /// Health reports Magnum accepted, by (namespace, cluster), until a read of the cluster
+    /// shows whether it stored them.
+    health_reports: std::sync::Mutex<std::collections::HashMap<(String, String), PendingReport>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -76,6 +79,13 @@ struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     /// Reconciles of Remediations.
     reconciles: Counter,
+    /// Magnum health_status reports by outcome.
+    health_reports: Family<OutcomeOnly, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct OutcomeOnly {
+    outcome: String,
 }
 
 impl Context {
@@ -89,7 +99,19 @@ impl Context {
             finished: Family::default(),
             errors: Family::default(),
             reconciles: Counter::default(),
+            health_reports: Family::default(),
         };
+        // Every outcome from the start, so an alert on the first `not_stored` fires.
+        for outcome in HealthReportOutcome::ALL {
+            let _ = metrics.health_reports.get_or_create(&OutcomeOnly {
+                outcome: outcome.as_str().into(),
+            });
+        }
+        registry.register(
+            "magnum_health_reports",
+            "Magnum health_status reports by outcome: stored (read back from the cluster), not_stored (accepted with 202 but not kept by Magnum), failed (refused or unreachable)",
+            metrics.health_reports.clone(),
+        );
         registry.register(
             "remediations_finished",
             "Remediations that reached Succeeded or Failed, by action and outcome",
@@ -113,6 +135,39 @@ impl Context {
             metrics,
             clouds,
             store: std::sync::OnceLock::new(),
+            health_reports: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn health_report_outcome(&self, outcome: HealthReportOutcome) {
+        self.metrics
+            .health_reports
+            .get_or_create(&OutcomeOnly {
+                outcome: outcome.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// Remembers a report to read back (a newer one of the cluster replaces it).
+    fn expect_health_report(&self, key: (String, String), report: PendingReport) {
+        self.health_reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, report);
+    }
+
+    /// Counts a remediation whose status write `before` → `after` ended it (only that write
+    /// counts, so each remediation is counted once however its end races its deletion).
+    fn finished_once(
+        &self,
+        spec: &crate::api::RemediationSpec,
+        before: &RemediationStatus,
+        after: &RemediationStatus,
+        outcome: &str,
+    ) {
+        let is_final = |s: &RemediationStatus| s.phase.is_some_and(|p| p.is_final());
+        if !is_final(before) && is_final(after) {
+            self.finished(spec, outcome);
         }
     }
 
@@ -135,6 +190,17 @@ impl Context {
     }
 
     async fn event(&self, rem: &Remediation, warning: bool, reason: &str, note: String) {
+        self.event_to(&rem.object_ref(&()), warning, reason, note)
+            .await
+    }
+
+    async fn event_to(
+        &self,
+        object: &k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -146,7 +212,7 @@ impl Context {
             action: "Remediate".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &rem.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, object).await {
             tracing::warn!(error = %e, "publishing an event failed");
         }
     }
@@ -215,7 +281,9 @@ pub async fn run(ctx: Arc<Context>, readiness: Readiness, stop: watch::Receiver<
 fn error_policy(rem: Arc<Remediation>, error: &Error, ctx: Arc<Context>) -> Requeue {
     tracing::warn!(remediation = %rem.name_any(), error = %error, "reconcile failed");
     ctx.count_error(error);
-    Requeue::requeue(error.requeue_after())
+    // A Remediation has deadlines: even an error nobody fixes by itself is looked at again
+    // before one of them could pass unnoticed.
+    Requeue::requeue(error.requeue_after().min(machine::BLOCKED_RECHECK))
 }
 
 /// The node a Remediation is for: the contract's annotation, else its name.
@@ -231,14 +299,33 @@ async fn reconcile(rem: Arc<Remediation>, ctx: Arc<Context>) -> Result<Requeue> 
     ctx.metrics.reconciles.inc();
     let api: Api<Remediation> =
         Api::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
-    finalizer(&api, FINALIZER, rem, |event| async {
+    let name = rem.name_any();
+    let result = finalizer(&api, FINALIZER, rem, |event| async {
         match event {
             FinalizerEvent::Apply(rem) => apply(rem, &ctx).await,
             FinalizerEvent::Cleanup(rem) => cleanup(rem, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    match result {
+        // A write that raced the deletion of the Remediation (the NodeHealthCheck deletes it as
+        // soon as the node is healthy): a 409 because the deletion changed the object, a 404
+        // because it is gone. That is the contract working, not a failure: the finalizer's
+        // cleanup (which records the end) runs next, or already ran.
+        Err(e) if matches!(e.kube_status(), Some(404 | 409)) => match api.get_opt(&name).await {
+            Ok(None) => {
+                tracing::debug!(error = %e, "the Remediation is gone");
+                Ok(Requeue::await_change())
+            }
+            Ok(Some(r)) if r.metadata.deletion_timestamp.is_some() => {
+                tracing::debug!(error = %e, "the Remediation is being deleted");
+                Ok(Requeue::requeue(Duration::from_millis(200)))
+            }
+            _ => Err(e),
+        },
+        other => other,
+    }
 }
 
 /// The Remediation is going away: our taints go with it (unless another remediation of the
@@ -246,7 +333,60 @@ async fn reconcile(rem: Arc<Remediation>, ctx: Arc<Context>) -> Result<Requeue> 
 async fn cleanup(rem: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
     sync_taints(ctx, &rem, &[]).await?;
     restore_power(&rem, ctx).await?;
+    record_deletion(&rem, ctx).await?;
     Ok(Requeue::await_change())
+}
+
+/// The end of a Remediation deleted before it ended (see `machine::deleted_before_end`): its
+/// success when the node is Ready again (the NodeHealthCheck's usual reason to delete it), else
+/// its failure; written in its status, counted and said in an event, exactly once whichever of
+/// this and the step machine gets there first (each counts only the write that ended it). Then
+/// Magnum hears the cluster's health without this node, which would otherwise never be said.
+async fn record_deletion(cached: &Remediation, ctx: &Context) -> Result<()> {
+    let api: Api<Remediation> =
+        Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let Some(rem) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(());
+    };
+    let status = rem.status.clone().unwrap_or_default();
+    if ctx.settings.dry_run || status.steps.is_empty() {
+        return Ok(());
+    }
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node_ready = nodes
+        .get_opt(&node_name_of(&rem))
+        .await?
+        .as_ref()
+        .is_some_and(is_ready);
+    let mut ended = status.clone();
+    // Magnum heard of this node at the start and has not heard it is back: a remediation that
+    // had not ended, or one that failed (its node counted as unhealthy since).
+    let report = status.phase != Some(RemediationPhase::Succeeded);
+    if let Some(plan) = machine::deleted_before_end(
+        &rem.spec,
+        &status,
+        node_ready,
+        timed_out(&rem),
+        Timestamp::now(),
+        rem.metadata.generation,
+    ) {
+        let mut version = rem.resource_version().unwrap_or_default();
+        patch_status(ctx, &rem, &mut version, &status, &plan.status).await?;
+        let outcome = match plan.status.phase {
+            Some(RemediationPhase::Succeeded) => "succeeded",
+            _ => "deleted",
+        };
+        ctx.finished_once(&rem.spec, &status, &plan.status, outcome);
+        if let Some(notice) = plan.notice {
+            ctx.event(&rem, notice.warning, notice.reason, notice.message)
+                .await;
+        }
+        ended = plan.status;
+    }
+    if report && let Ok(cloud) = ctx.cloud_for(&rem, ended.region.as_deref()).await {
+        report_magnum_health(ctx, &rem, cloud.as_ref(), &ended, true).await;
+    }
+    Ok(())
 }
 
 /// How long a deleted Remediation waits for its server to finish powering off (or for the cloud
@@ -396,7 +536,8 @@ async fn apply(cached: Arc<Remediation>, ctx: &Context) -> Result<Requeue> {
             ctx.event(&rem, notice.warning, notice.reason, notice.message)
                 .await;
         }
-        ctx.finished(&rem.spec, "timed_out");
+        ctx.finished_once(&rem.spec, &status, &plan.status, "timed_out");
+        report_end(ctx, &rem, &status, &plan.status).await;
         sync_taints(ctx, &rem, &[]).await?;
         return Ok(Requeue::await_change());
     }
@@ -443,7 +584,8 @@ async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error) -> Dura
     let api: Api<Remediation> =
         Api::namespaced(ctx.client.clone(), &rem.namespace().unwrap_or_default());
     let Ok(Some(fresh)) = api.get_opt(&rem.name_any()).await else {
-        return error.requeue_after();
+        // Never longer than a step's deadline may be away.
+        return error.requeue_after().min(machine::BLOCKED_RECHECK);
     };
     let mut version = fresh.resource_version().unwrap_or_default();
     let status = fresh.status.clone().unwrap_or_default();
@@ -480,7 +622,8 @@ async fn record_blocked(ctx: &Context, rem: &Remediation, error: &Error) -> Dura
             .await;
     }
     if plan.action == Action::Done {
-        ctx.finished(&fresh.spec, "failed");
+        ctx.finished_once(&fresh.spec, &status, &plan.status, "failed");
+        report_end(ctx, &fresh, &status, &plan.status).await;
         let _ = sync_taints(ctx, &fresh, &[]).await;
     }
     wait
@@ -513,6 +656,11 @@ async fn step(
     // Persist first: a request leaves only once it is on record. A conflict here means
     // someone wrote in between; nothing is sent and the next reconcile decides afresh.
     patch_status(ctx, rem, version, &before, &new).await?;
+    let outcome = match new.phase {
+        Some(RemediationPhase::Succeeded) => "succeeded",
+        _ => "failed",
+    };
+    ctx.finished_once(&rem.spec, &before, &new, outcome);
     // Everything after this write (reports, notices, taints, deletions, OpenStack requests)
     // is the leader's alone: a replica whose Lease ran out while it decided (it was paused,
     // or could not renew) stops here, and the next leader carries on from the status.
@@ -569,7 +717,7 @@ async fn carry_out(
     let ended =
         !before.phase.is_some_and(|p| p.is_final()) && new.phase.is_some_and(|p| p.is_final());
     if started || ended {
-        report_magnum_health(ctx, rem, cloud.as_ref(), &new).await;
+        report_magnum_health(ctx, rem, cloud.as_ref(), &new, false).await;
     }
     if let Some(notice) = notice {
         ctx.event(rem, notice.warning, notice.reason, notice.message.clone())
@@ -581,14 +729,8 @@ async fn carry_out(
     let requeue = match action.clone() {
         Action::Wait(d) if d.is_zero() => Requeue::requeue(Duration::from_millis(50)),
         Action::Wait(d) => Requeue::requeue(d),
-        Action::Done => {
-            let outcome = match new.phase {
-                Some(RemediationPhase::Succeeded) => "succeeded",
-                _ => "failed",
-            };
-            ctx.finished(&rem.spec, outcome);
-            Requeue::await_change()
-        }
+        // Counted where its status was written (step).
+        Action::Done => Requeue::await_change(),
         Action::DeleteNode => {
             match nodes.delete(node_name, &DeleteParams::default()).await {
                 Ok(_) => {}
@@ -629,7 +771,14 @@ async fn carry_out(
             // request leaves and at every step of sending it, so a process that was paused
             // (or could not renew) sends nothing once its Lease may be someone else's. The
             // record stays without an outcome; whoever leads follows it up from the server.
-            let sending = send(cloud.as_ref(), &request, &server_id, rem, node.as_ref());
+            let sending = send(
+                &ctx.clouds,
+                cloud.as_ref(),
+                &request,
+                &server_id,
+                rem,
+                node.as_ref(),
+            );
             let Some(sent) = ctx.settings.authority.while_leading(sending).await else {
                 tracing::warn!(
                     request = kind.as_str(),
@@ -740,7 +889,16 @@ async fn observe(
                 Some(StepName::Fence | StepName::Recover | StepName::Reboot)
             ) =>
         {
-            Some(cloud.cluster(&m.cluster).await?)
+            // Shared with every pass and remediation of this cluster: at most one read per
+            // CLUSTER_TTL (10 s), not one per pass.
+            let namespace = rem.namespace().unwrap_or_default();
+            let (cluster, read_at) = ctx
+                .clouds
+                .cluster_through(&namespace, &m.cluster, cloud.as_ref())
+                .await?;
+            // The read that tells whether Magnum stored our last report (no call of its own).
+            read_back_health(ctx, (namespace, m.cluster.clone()), &cluster, read_at).await;
+            Some(cluster)
         }
         _ => None,
     };
@@ -752,6 +910,7 @@ async fn observe(
         deletion,
         workloads,
         cluster_auto_healing: cluster.as_ref().map(|c| c.auto_healing_enabled()),
+        cluster_status_reason: cluster.as_ref().and_then(|c| c.status_reason.clone()),
         cluster_status: cluster.map(|c| c.status),
         fence_confirmed_by: rem
             .annotations()
@@ -770,6 +929,7 @@ async fn observe(
 
 /// Sends one OpenStack request.
 async fn send(
+    clouds: &Clouds,
     cloud: &dyn Cloud,
     request: &CloudRequest,
     server_id: &str,
@@ -814,14 +974,19 @@ async fn send(
                         message: format!("Magnum cluster {cluster} has no nodegroup {nodegroup}"),
                     })?;
             // Same count, this server removed: Magnum builds a replacement.
-            cloud
+            let resized = cloud
                 .resize(
                     &cluster,
                     &nodegroup,
                     group.node_count,
                     &[server_id.to_string()],
                 )
-                .await?
+                .await;
+            // Whatever came back, the next look at the cluster must be Magnum's answer to it.
+            clouds
+                .forget_cluster(&rem.namespace().unwrap_or_default(), &cluster)
+                .await;
+            resized?
         }
     }
     Ok(())
@@ -989,6 +1154,7 @@ async fn report_magnum_health(
     rem: &Remediation,
     cloud: &dyn Cloud,
     status: &crate::api::RemediationStatus,
+    deleting: bool,
 ) {
     let Some(magnum) = rem
         .spec
@@ -999,8 +1165,16 @@ async fn report_magnum_health(
     else {
         return;
     };
-    // Every Remediation of this cluster that is still running, this one as just decided.
-    let mut running: Vec<(String, bool)> = Vec::new();
+    // The nodes of this cluster whose remediation runs, or failed with the node still down
+    // (a failed Replace leaves it so: the cluster is not healthy): every Remediation of the
+    // cluster but those being deleted (the node is healthy again, or someone gave up), this one
+    // as just decided.
+    let unhealthy = |status: Option<&RemediationStatus>| {
+        status
+            .and_then(|s| s.phase)
+            .is_none_or(|p| !p.is_final() || p == RemediationPhase::Failed)
+    };
+    let mut nodes: std::collections::BTreeMap<String, bool> = std::collections::BTreeMap::new();
     let this = (rem.namespace(), rem.name_any());
     let others = ctx.store.get().map(|s| s.state()).unwrap_or_default();
     for other in others {
@@ -1013,30 +1187,63 @@ async fn report_magnum_health(
             .magnum
             .as_ref()
             .is_some_and(|m| m.cluster == magnum.cluster);
-        let live = !other
-            .status
-            .as_ref()
-            .and_then(|s| s.phase)
-            .is_some_and(|p| p.is_final());
-        if same_cluster && live && other.metadata.deletion_timestamp.is_none() {
-            running.push((node_name_of(&other), is_control_plane_remediation(&other)));
+        if same_cluster
+            && unhealthy(other.status.as_ref())
+            && other.metadata.deletion_timestamp.is_none()
+        {
+            *nodes.entry(node_name_of(&other)).or_default() |= is_control_plane_remediation(&other);
         }
     }
-    if !status.phase.is_some_and(|p| p.is_final()) {
-        running.push((node_name_of(rem), is_control_plane_remediation(rem)));
+    if !deleting && unhealthy(Some(status)) {
+        *nodes.entry(node_name_of(rem)).or_default() |= is_control_plane_remediation(rem);
     }
-    let workers: Vec<(&str, &str)> = running
+    let workers: Vec<(&str, &str)> = nodes
         .iter()
-        .filter(|(_, cp)| !cp)
+        .filter(|(_, cp)| !**cp)
         .map(|(n, _)| (n.as_str(), "Ready"))
         .collect();
-    let control_plane = running.iter().any(|(_, cp)| *cp);
+    let control_plane = nodes.values().any(|cp| *cp);
     let (health, reason) = openstack::health_report(&workers, control_plane, Timestamp::now());
+    let namespace = rem.namespace().unwrap_or_default();
     match cloud.report_health(&magnum.cluster, health, &reason).await {
         Ok(()) => {
-            tracing::debug!(cluster = %magnum.cluster, health = health.as_str(), "reported to Magnum")
+            tracing::debug!(cluster = %magnum.cluster, health = health.as_str(), "reported to Magnum");
+            // 202 means Magnum's API passed it on; its conductor may still drop it.
+            let known = ctx
+                .clouds
+                .last_known_cluster(&namespace, &magnum.cluster)
+                .await;
+            match known.filter(|c| !c.is_complete()) {
+                Some(c) => {
+                    ctx.health_report_outcome(HealthReportOutcome::NotStored);
+                    ctx.event(
+                        rem,
+                        true,
+                        reason::HEALTH_REPORT_NOT_STORED,
+                        format!(
+                            "Magnum accepted the health_status report {} for cluster {} (202) but \
+                             will not store it: the cluster is {} and Magnum's conductor updates a \
+                             cluster only in a *_COMPLETE state",
+                            health.as_str(),
+                            magnum.cluster,
+                            c.status
+                        ),
+                    )
+                    .await;
+                }
+                None => ctx.expect_health_report(
+                    (namespace, magnum.cluster.clone()),
+                    PendingReport {
+                        health: health.as_str().to_string(),
+                        updated_at: reason.get("updated_at").cloned().unwrap_or_default(),
+                        at: std::time::Instant::now(),
+                        remediation: rem.object_ref(&()),
+                    },
+                ),
+            }
         }
         Err(e) => {
+            ctx.health_report_outcome(HealthReportOutcome::Failed);
             ctx.event(
                 rem,
                 true,
@@ -1049,6 +1256,108 @@ async fn report_magnum_health(
             .await
         }
     }
+}
+
+/// The Magnum health report at the end of a remediation that ended outside the step machine's
+/// turn (it timed out, or stayed blocked past its deadline): best effort, like every report.
+async fn report_end(
+    ctx: &Context,
+    rem: &Remediation,
+    before: &RemediationStatus,
+    after: &RemediationStatus,
+) {
+    let is_final = |s: &RemediationStatus| s.phase.is_some_and(|p| p.is_final());
+    if is_final(before) || !is_final(after) || after.steps.is_empty() {
+        return;
+    }
+    match ctx.cloud_for(rem, after.region.as_deref()).await {
+        Ok(cloud) => report_magnum_health(ctx, rem, cloud.as_ref(), after, false).await,
+        Err(e) => tracing::debug!(error = %e, "no health report: no cloud"),
+    }
+}
+
+/// A health report Magnum accepted, to be read back on the next read of the cluster.
+struct PendingReport {
+    health: String,
+    /// The report's own `updated_at`: tells it from any other report.
+    updated_at: String,
+    at: std::time::Instant,
+    remediation: k8s_openapi::api::core::v1::ObjectReference,
+}
+
+/// Magnum's API casts the update to its conductor: a read sooner than this after the report may
+/// not show it yet even when it is stored.
+const HEALTH_REPORT_SETTLE: Duration = Duration::from_secs(2);
+
+/// What became of a health report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HealthReportOutcome {
+    /// Read back from the cluster.
+    Stored,
+    /// Accepted (202), and not on the cluster afterwards (or not going to be).
+    NotStored,
+    /// Refused, or Magnum could not be reached.
+    Failed,
+}
+
+impl HealthReportOutcome {
+    const ALL: [HealthReportOutcome; 3] = [
+        HealthReportOutcome::Stored,
+        HealthReportOutcome::NotStored,
+        HealthReportOutcome::Failed,
+    ];
+    fn as_str(self) -> &'static str {
+        match self {
+            HealthReportOutcome::Stored => "stored",
+            HealthReportOutcome::NotStored => "not_stored",
+            HealthReportOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The read-back of a pending health report against `cluster` as read at `read_at`: stored or
+/// not is said once (metric, and a Warning event on the Remediation that reported it when not).
+async fn read_back_health(
+    ctx: &Context,
+    key: (String, String),
+    cluster: &openstack::Cluster,
+    read_at: std::time::Instant,
+) {
+    let pending = {
+        let mut reports = ctx.health_reports.lock().unwrap_or_else(|e| e.into_inner());
+        match reports.get(&key) {
+            Some(p) if read_at >= p.at + HEALTH_REPORT_SETTLE => reports.remove(&key),
+            _ => None,
+        }
+    };
+    let Some(p) = pending else {
+        return;
+    };
+    let stored = cluster.health_status.as_deref() == Some(p.health.as_str())
+        && cluster
+            .health_status_reason
+            .get("updated_at")
+            .is_none_or(|u| *u == p.updated_at);
+    if stored {
+        ctx.health_report_outcome(HealthReportOutcome::Stored);
+        return;
+    }
+    ctx.health_report_outcome(HealthReportOutcome::NotStored);
+    let why = if cluster.is_complete() {
+        String::new()
+    } else {
+        "; Magnum's conductor updates a cluster only in a *_COMPLETE state".to_string()
+    };
+    let note = format!(
+        "Magnum accepted the health_status report {} for cluster {} (202) but did not store it: \
+         the cluster is {} and shows health_status {}{why}",
+        p.health,
+        key.1,
+        cluster.status,
+        cluster.health_status.as_deref().unwrap_or("none"),
+    );
+    ctx.event_to(&p.remediation, true, reason::HEALTH_REPORT_NOT_STORED, note)
+        .await;
 }
 
 fn is_control_plane_remediation(rem: &Remediation) -> bool {
@@ -1064,4 +1373,5 @@ mod reason {
     pub const EVICTIONS_COMPLETED: &str = "EvictionsCompleted";
     pub const OPENSTACK_REQUEST_SENT: &str = "OpenStackRequestSent";
     pub const OPENSTACK_ANSWER_LOST: &str = "OpenStackAnswerLost";
+    pub const HEALTH_REPORT_NOT_STORED: &str = "HealthReportNotStored";
 }

@@ -219,6 +219,7 @@ fn observe(turn: &Turn, now: Timestamp, last_sent: Option<Timestamp>) -> Observe
             evicted_pods: evicted.min(pods),
         }),
         cluster_status: turn.cluster.map(str::to_string),
+        cluster_status_reason: None,
         cluster_auto_healing: Some(true),
         fence_confirmed_by: turn
             .confirmed_by_person

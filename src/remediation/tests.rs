@@ -47,6 +47,7 @@ fn observed(ready: Option<bool>, server: ServerObservation) -> Observed {
         server,
         workloads: None,
         cluster_status: None,
+        cluster_status_reason: None,
         cluster_auto_healing: None,
         deletion: None,
         fence_confirmed_by: None,
@@ -113,6 +114,7 @@ fn recorded(kind: RequestKind, outcome: Option<RequestOutcome>) -> OpenStackRequ
         sent_at: Time(t(0)),
         target: None,
         server_updated: None,
+        cluster_status: None,
         outcome,
     }
 }
@@ -794,6 +796,7 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
             sent_at: Time(t(5)),
             target: None,
             server_updated: None,
+            cluster_status: None,
             outcome: Some(RequestOutcome::Accepted),
         });
     assert_eq!(
@@ -887,6 +890,7 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
             sent_at: Time(t(0)),
             target: None,
             server_updated: None,
+            cluster_status: None,
             outcome: None,
         }],
         message: None,
@@ -1518,8 +1522,23 @@ fn a_cause_that_cannot_go_away_by_itself_is_looked_at_again_when_the_step_times_
         t(10),
         Some(1),
     );
-    // The fence timeout is 60s: look again just after it ran out, not 300s later.
-    assert_eq!(plan.action, Action::Wait(StdDuration::from_secs(51)));
+    // The fence timeout is 60s: look again before it runs out (someone may fix the Secret),
+    // never 300s later.
+    assert_eq!(plan.action, Action::Wait(BLOCKED_RECHECK));
+    let late = blocked(
+        &spec,
+        &RemediationStatus::default(),
+        Some(t(0)),
+        &Blocker {
+            reason: "CloudAuthFailed",
+            message: "keystone: 401",
+            retryable: false,
+        },
+        t(55),
+        Some(1),
+    );
+    // Just past the deadline, not a whole recheck later.
+    assert_eq!(late.action, Action::Wait(StdDuration::from_secs(6)));
     let plan = blocked(
         &spec,
         &plan.status,
@@ -1621,5 +1640,108 @@ fn whether_a_lost_request_arrived_is_read_on_novas_clock_alone() {
     assert_eq!(
         plan.status.steps[0].requests[0].outcome,
         Some(RequestOutcome::Accepted)
+    );
+}
+
+#[test]
+fn a_remediation_deleted_while_its_node_is_ready_again_is_recorded_as_succeeded() {
+    let spec = spec(RemediationAction::PowerCycle);
+    let waiting = in_step(
+        RemediationPhase::WaitingForNode,
+        StepName::WaitForNode,
+        vec![],
+    );
+    let plan = deleted_before_end(&spec, &waiting, true, false, t(10), Some(1))
+        .expect("the success is recorded");
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert!(is_condition_true(
+        &plan.status.conditions,
+        SUCCEEDED_CONDITION
+    ));
+    let notice = plan.notice.expect("an event");
+    assert!(!notice.warning, "a success is no warning: {notice:?}");
+    assert!(
+        notice.message.contains("WaitingForNode"),
+        "{}",
+        notice.message
+    );
+    assert!(plan.status.steps.last().unwrap().finished.is_some());
+
+    // With the node not Ready, someone gave up on it: Failed, and said so.
+    let plan = deleted_before_end(&spec, &waiting, false, false, t(10), Some(1)).unwrap();
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+
+    // Nothing to record: it had ended already, never began, or was timed out by the NHC.
+    assert_eq!(
+        deleted_before_end(&spec, &plan.status, true, false, t(11), Some(1)),
+        None,
+        "recorded once"
+    );
+    assert_eq!(
+        deleted_before_end(
+            &spec,
+            &RemediationStatus::default(),
+            true,
+            false,
+            t(1),
+            Some(1)
+        ),
+        None
+    );
+    assert_eq!(
+        deleted_before_end(&spec, &waiting, true, true, t(10), Some(1)),
+        None
+    );
+}
+
+#[test]
+fn a_resize_magnum_failed_ends_the_replace_with_magnums_reason() {
+    let mut spec = spec(RemediationAction::Replace);
+    spec.openstack.magnum = Some(MagnumSpec {
+        cluster: "k8s".into(),
+        report_health_status: false,
+    });
+    let resize = |before: &str| {
+        let mut r = recorded(RequestKind::MagnumResize, Some(RequestOutcome::Accepted));
+        r.cluster_status = Some(before.into());
+        in_step(RemediationPhase::Recovering, StepName::Recover, vec![r])
+    };
+    let mut obs = observed(None, server("SHUTOFF", None));
+    obs.cluster_status = Some("UPDATE_FAILED".into());
+    obs.cluster_status_reason = Some("Heat is down".into());
+    // The cluster was fine when the resize left: this failure is the resize's.
+    let plan = run(&spec, &resize("CREATE_COMPLETE"), &obs, t(3));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    let error = plan.status.last_error.unwrap();
+    assert!(error.contains("UPDATE_FAILED (Heat is down)"), "{error}");
+    // It had failed before the resize: Magnum is given time to take the resize on...
+    let plan = run(&spec, &resize("UPDATE_FAILED"), &obs, t(3));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+    // ... and a cluster still failed after that failed this resize too.
+    let plan = run(&spec, &resize("UPDATE_FAILED"), &obs, t(31));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Failed));
+    // A resize being carried out is waited for.
+    obs.cluster_status = Some("UPDATE_IN_PROGRESS".into());
+    let plan = run(&spec, &resize("CREATE_COMPLETE"), &obs, t(3));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+}
+
+#[test]
+fn a_resize_records_the_clusters_status_it_was_decided_on() {
+    let mut spec = spec(RemediationAction::Replace);
+    spec.openstack.magnum = Some(MagnumSpec {
+        cluster: "k8s".into(),
+        report_health_status: false,
+    });
+    let mut status = in_step(RemediationPhase::Recovering, StepName::Recover, vec![]);
+    status.fence_evidence = Some(FenceEvidence::ServerShutoff);
+    let mut obs = observed(None, server("SHUTOFF", None));
+    obs.cluster_status = Some("UPDATE_FAILED".into());
+    let plan = run(&spec, &status, &obs, t(1));
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::MagnumResize));
+    assert_eq!(
+        plan.status.steps[0].requests[0].cluster_status.as_deref(),
+        Some("UPDATE_FAILED")
     );
 }

@@ -43,6 +43,7 @@ mod control;
 mod faults;
 mod keystone;
 mod magnum;
+mod magnum_conductor;
 mod nova;
 mod requests;
 mod state;

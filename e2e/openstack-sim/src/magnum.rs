@@ -671,7 +671,9 @@ fn apply_patch(
         }
         _ => None,
     };
-    if !st.admit_cluster_update(&uuid)? {
+    if !st.admit_cluster_update(&uuid)?
+        || crate::magnum_conductor::drops_update(&st.clusters[&uuid])
+    {
         return Ok(uuid);
     }
     let c = st.clusters.get_mut(&uuid).expect("found above");

@@ -743,6 +743,8 @@ pub(crate) struct Cluster {
     pub updated_at: Option<Timestamp>,
     pub op: Option<ClusterOp>,
     pub resizes: u32,
+    /// Every resize fails in the conductor with this reason (`crate::magnum_conductor`).
+    pub failing_updates: Option<String>,
 }
 
 impl Cluster {
@@ -1308,6 +1310,7 @@ impl State {
             updated_at: None,
             op: None,
             resizes: 0,
+            failing_updates: None,
         };
         self.clusters.insert(uuid.clone(), cluster);
         let groups: Vec<(String, u32)> = spec
@@ -1469,11 +1472,14 @@ impl State {
         let Some(c) = self.clusters.get_mut(cluster_id) else {
             return;
         };
+        c.resizes += 1;
+        if crate::magnum_conductor::fail_resize(c, nodegroup) {
+            return;
+        }
         let stamp = Timestamp::now();
         c.status = "UPDATE_IN_PROGRESS".into();
         c.status_reason = None;
         c.updated_at = Some(stamp);
-        c.resizes += 1;
         if let Some(ng) = c.nodegroups.iter_mut().find(|n| n.name == nodegroup) {
             // The conductor records the new size before Heat starts working.
             ng.node_count = node_count;
