@@ -262,10 +262,14 @@ pub(super) async fn resize(
 }
 
 /// The JSON patch magnum-auto-healer sends: `replace` of `/health_status` and of
-/// `/health_status_reason`. magnum-auto-healer writes the reason map as a string (its JSON
-/// with `'` for `"`); Magnum's type for the field is a text-to-text map, so we send the map
-/// itself.
+/// `/health_status_reason`. Magnum takes only strings and integers as a patch value
+/// (`JsonPatchType.value` is `MultiType(wtypes.text, int)` in
+/// `magnum/api/controllers/v1/types.py`: an object is a 400), and reads a string given for
+/// `/health_status_reason` with Python's `ast.literal_eval` into the dict it stores
+/// (`magnum/api/utils.py`, `apply_jsonpatch`). So the map goes as text: its JSON, which is a
+/// Python dict display of strings (JSON's string escapes are Python's too).
 pub(super) fn health_patch(status: HealthStatus, reason: &BTreeMap<String, String>) -> Value {
+    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "{}".to_string());
     json!([
         {"op": "replace", "path": "/health_status", "value": status.as_str()},
         {"op": "replace", "path": "/health_status_reason", "value": reason},
@@ -373,12 +377,13 @@ mod tests {
         let (_, reason) = health_report(&[], true, now);
         assert_eq!(reason["api"], "error");
 
+        // Magnum takes a string (or an integer) as a patch value, never an object.
         assert_eq!(
             health_patch(HealthStatus::Unhealthy, &reason),
             json!([
                 {"op": "replace", "path": "/health_status", "value": "UNHEALTHY"},
                 {"op": "replace", "path": "/health_status_reason",
-                 "value": {"api": "error", "updated_at": "2026-11-23T10:00:00Z"}},
+                 "value": "{\"api\":\"error\",\"updated_at\":\"2026-11-23T10:00:00Z\"}"},
             ])
         );
     }

@@ -44,6 +44,7 @@ mod faults;
 mod keystone;
 mod magnum;
 mod nova;
+mod pyliteral;
 mod requests;
 mod state;
 
@@ -68,7 +69,7 @@ use state::State;
 /// Nova's microversions served: 2.1 up to this minor version (`latest` means it).
 pub const NOVA_MAX_MICROVERSION: &str = "2.100";
 /// Magnum's API versions served: 1.1 up to this one.
-pub const MAGNUM_MAX_VERSION: &str = "1.10";
+pub const MAGNUM_MAX_VERSION: &str = "1.12";
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
