@@ -9,8 +9,15 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::client::{OpenStackClient, Request, Service, parse_json, segment};
+use super::client::{
+    ApiVersion, MAGNUM_BASE_VERSION, OpenStackClient, Request, Service, parse_json, segment,
+};
 use super::error::Result;
+
+/// Resize (`actions/resize`, with `nodegroup`) appeared in 1.7.
+const RESIZE_VERSION: ApiVersion = ApiVersion::new(1, 7);
+/// From 1.10 Magnum allows nodegroups of no node (`magnum/api/controllers/v1/cluster.py`).
+const ZERO_NODES_VERSION: ApiVersion = ApiVersion::new(1, 10);
 
 /// The cluster label that turns auto-healing on, as magnum-auto-healer reads it.
 pub const AUTO_HEALING_LABEL: &str = "auto_healing_enabled";
@@ -219,7 +226,8 @@ pub(super) async fn cluster(client: &OpenStackClient, id_or_name: &str) -> Resul
         Service::Magnum,
         OP,
         format!("/clusters/{}", segment(id_or_name)),
-    );
+    )
+    .at(MAGNUM_BASE_VERSION);
     let answer = client.call(&req).await?;
     let wire: ClusterWire = parse_json("magnum", OP, &answer.body)?;
     Ok(wire.into())
@@ -257,7 +265,9 @@ pub(super) async fn resize(
             "nodes_to_remove": nodes_to_remove,
             "nodegroup": nodegroup,
         })),
-    );
+    )
+    // Resize, with its `nodegroup`, since 1.7.
+    .at(RESIZE_VERSION);
     client.call(&req).await.map(drop)
 }
 
@@ -289,7 +299,11 @@ pub(super) async fn report_health(
         Method::PATCH,
         format!("/clusters/{}", segment(cluster)),
         Some(health_patch(status, reason)),
-    );
+    )
+    // Any version takes it; before 1.10 Magnum refuses any PATCH of a cluster whose default
+    // worker nodegroup has no node (`ZeroNodeCountNotSupported`), so 1.10 where served.
+    .at(MAGNUM_BASE_VERSION)
+    .preferring(ZERO_NODES_VERSION);
     client.call(&req).await.map(drop)
 }
 

@@ -351,7 +351,8 @@ pub(super) async fn deletion_evidence(
                 operation: SHOW,
                 message: format!(
                     "Nova answered action {} of server {id} without its events: it does not \
-                     honour {} (from 2.51 Nova shows its events to whoever may read an action)",
+                     honour compute {} (from 2.51 Nova shows its events to whoever may read an \
+                     action)",
                     delete.request_id, NOVA_INSTANCE_ACTIONS_MICROVERSION
                 ),
             })?;

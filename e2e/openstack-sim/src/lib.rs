@@ -94,6 +94,9 @@ pub struct SimConfig {
     /// Nova serves microversions 2.1 to 2.this (at most [`NOVA_MAX_MICROVERSION`]'s): a
     /// lower one plays an older Nova, which answers 406 to anything newer.
     pub nova_max_minor: u16,
+    /// Magnum serves 1.1 to 1.this (at most [`MAGNUM_MAX_VERSION`]'s): a lower one plays an
+    /// older Magnum.
+    pub magnum_max_minor: u16,
 }
 
 impl Default for SimConfig {
@@ -107,6 +110,7 @@ impl Default for SimConfig {
             busy_cluster_updates: BusyClusterPolicy::default(),
             availability_zone: "nova".into(),
             nova_max_minor: nova::MAX_MINOR,
+            magnum_max_minor: magnum::MAX_MINOR,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -51,7 +51,7 @@ pub(crate) fn router(sim: Sim) -> Router<Sim> {
             "/container-infra/v1/clusters/{id}/actions/resize",
             post(resize),
         )
-        .route_layer(from_fn(api_version))
+        .route_layer(from_fn_with_state(sim.clone(), api_version))
         .route_layer(from_fn_with_state(sim, require_token));
     Router::new()
         .route("/container-infra", get(versions))
@@ -99,7 +99,7 @@ async fn versions(State(sim): State<Sim>) -> Json<Value> {
             "links": [{"href": format!("{base}/container-infra/v1/"), "rel": "self"}],
             "status": "CURRENT",
             "min_version": format!("1.{MIN_MINOR}"),
-            "max_version": format!("1.{MAX_MINOR}"),
+            "max_version": format!("1.{}", sim.config().magnum_max_minor),
         }]
     }))
 }
@@ -133,7 +133,7 @@ enum VersionRefusal {
 }
 
 /// `OpenStack-API-Version: container-infra 1.X` (or `latest`); without it 1.1.
-fn requested_minor(headers: &HeaderMap) -> Result<u16, VersionRefusal> {
+fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, VersionRefusal> {
     let Some(raw) = headers
         .get("OpenStack-API-Version")
         .and_then(|v| v.to_str().ok())
@@ -147,7 +147,7 @@ fn requested_minor(headers: &HeaderMap) -> Result<u16, VersionRefusal> {
         ));
     };
     if version.eq_ignore_ascii_case("latest") {
-        return Ok(MAX_MINOR);
+        return Ok(max);
     }
     if service != "container-infra" {
         return Err(VersionRefusal::Malformed(
@@ -162,14 +162,14 @@ fn requested_minor(headers: &HeaderMap) -> Result<u16, VersionRefusal> {
             "Invalid value for OpenStack-API-Version header",
         ));
     };
-    let range = format!("[container-infra 1.{MIN_MINOR}, container-infra 1.{MAX_MINOR}]");
+    let range = format!("[container-infra 1.{MIN_MINOR}, container-infra 1.{max}]");
     if major != 1 {
         return Err(VersionRefusal::Unsupported(format!(
             "Mutually exclusive versions requested. Version {major}.{minor} requested but not \
              supported by this service.The supported version range is: {range}."
         )));
     }
-    if !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
+    if !(MIN_MINOR..=max).contains(&minor) {
         return Err(VersionRefusal::Unsupported(format!(
             "Version {major}.{minor} was requested but the minor version is not supported by \
              this service. The supported version range is: {range}."
@@ -180,20 +180,21 @@ fn requested_minor(headers: &HeaderMap) -> Result<u16, VersionRefusal> {
 
 /// The 406 of a version outside the range (`magnum/api/http_error.py`): kept as it is by the
 /// error middleware because it carries `min_version`.
-fn version_unsupported(message: &str) -> Response {
+fn version_unsupported(message: &str, max: u16) -> Response {
     let body = json!({"errors": [{
         "code": "magnum.microversion-unsupported",
         "title": "Requested microversion is unsupported",
         "message": message,
         "min_version": format!("1.{MIN_MINOR}"),
-        "max_version": format!("1.{MAX_MINOR}"),
+        "max_version": format!("1.{max}"),
         "links": [{"rel": "help", "href": "http://docs.openstack.org/api-guide/compute/microversions.html"}],
     }]});
     (StatusCode::NOT_ACCEPTABLE, Json(body)).into_response()
 }
 
-async fn api_version(mut req: Request, next: Next) -> Response {
-    let (mut response, minor) = match requested_minor(req.headers()) {
+async fn api_version(State(sim): State<Sim>, mut req: Request, next: Next) -> Response {
+    let max = sim.config().magnum_max_minor;
+    let (mut response, minor) = match requested_minor(req.headers(), max) {
         Ok(minor) => {
             req.extensions_mut().insert(ApiVersion(minor));
             (next.run(req).await, Some(minor))
@@ -201,7 +202,7 @@ async fn api_version(mut req: Request, next: Next) -> Response {
         Err(VersionRefusal::Malformed(message)) => {
             (error(StatusCode::NOT_ACCEPTABLE, message), None)
         }
-        Err(VersionRefusal::Unsupported(message)) => (version_unsupported(&message), None),
+        Err(VersionRefusal::Unsupported(message)) => (version_unsupported(&message, max), None),
     };
     let headers = response.headers_mut();
     // Magnum echoes the version it parsed, refused or not (`_route` sets it before the check).
@@ -212,7 +213,7 @@ async fn api_version(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{MIN_MINOR}")) {
         headers.insert("OpenStack-API-Minimum-Version", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{MAX_MINOR}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{max}")) {
         headers.insert("OpenStack-API-Maximum-Version", v);
     }
     headers.insert("Vary", HeaderValue::from_static("OpenStack-API-Version"));
