@@ -927,10 +927,10 @@ const MESSAGE_LIMIT: usize = 300;
 pub(super) fn service_message(body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         if let Some(first) = v.get("errors").and_then(|e| e.get(0)) {
-            // Magnum's microversion refusal keeps webob's `message` instead of `detail`.
+            // Magnum's microversion refusal keeps webob's `description` instead of `detail`.
             return first
                 .get("detail")
-                .or_else(|| first.get("message"))
+                .or_else(|| first.get("description"))
                 .or_else(|| first.get("title"))
                 .and_then(Value::as_str)
                 .map(str::to_string);

@@ -129,7 +129,7 @@ enum VersionRefusal {
     /// splits the whole value on white space and wants two words).
     Malformed(&'static str),
     /// A well-formed version outside 1.1 to 1.max: `HTTPNotAcceptableAPIVersion`.
-    Unsupported(String),
+    Unsupported { version: String, message: String },
 }
 
 /// `OpenStack-API-Version: container-infra 1.X` (or `latest`); without it 1.1.
@@ -163,14 +163,18 @@ fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, VersionRefusal>
         ));
     };
     let range = format!("[container-infra 1.{MIN_MINOR}, container-infra 1.{max}]");
+    let refused = |message: String| VersionRefusal::Unsupported {
+        version: format!("{major}.{minor}"),
+        message,
+    };
     if major != 1 {
-        return Err(VersionRefusal::Unsupported(format!(
+        return Err(refused(format!(
             "Mutually exclusive versions requested. Version {major}.{minor} requested but not \
              supported by this service.The supported version range is: {range}."
         )));
     }
     if !(MIN_MINOR..=max).contains(&minor) {
-        return Err(VersionRefusal::Unsupported(format!(
+        return Err(refused(format!(
             "Version {major}.{minor} was requested but the minor version is not supported by \
              this service. The supported version range is: {range}."
         )));
@@ -184,7 +188,7 @@ fn version_unsupported(message: &str, max: u16) -> Response {
     let body = json!({"errors": [{
         "code": "magnum.microversion-unsupported",
         "title": "Requested microversion is unsupported",
-        "message": message,
+        "description": message,
         "min_version": format!("1.{MIN_MINOR}"),
         "max_version": format!("1.{max}"),
         "links": [{"rel": "help", "href": "http://docs.openstack.org/api-guide/compute/microversions.html"}],
@@ -197,16 +201,27 @@ async fn api_version(State(sim): State<Sim>, mut req: Request, next: Next) -> Re
     let (mut response, minor) = match requested_minor(req.headers(), max) {
         Ok(minor) => {
             req.extensions_mut().insert(ApiVersion(minor));
-            (next.run(req).await, Some(minor))
+            (next.run(req).await, Some(format!("1.{minor}")))
         }
+        // webob's own 406: no version headers, and the error middleware finds no fault code.
         Err(VersionRefusal::Malformed(message)) => {
-            (error(StatusCode::NOT_ACCEPTABLE, message), None)
+            let body = json!({"errors": [{
+                "request_id": "",
+                "code": "",
+                "status": 406,
+                "title": "Not Acceptable",
+                "detail": message,
+                "links": [],
+            }]});
+            return (StatusCode::NOT_ACCEPTABLE, Json(body)).into_response();
         }
-        Err(VersionRefusal::Unsupported(message)) => (version_unsupported(&message, max), None),
+        Err(VersionRefusal::Unsupported { version, message }) => {
+            (version_unsupported(&message, max), Some(version))
+        }
     };
     let headers = response.headers_mut();
     // Magnum echoes the version it parsed, refused or not (`_route` sets it before the check).
-    let echoed = minor.map(|m| format!("container-infra 1.{m}"));
+    let echoed = minor.map(|m| format!("container-infra {m}"));
     if let Some(v) = echoed.and_then(|v| HeaderValue::from_str(&v).ok()) {
         headers.insert("OpenStack-API-Version", v);
     }
@@ -589,7 +604,8 @@ const FIXED: &[&str] = &[
     "merge_labels",
     "master_lb_enabled",
 ];
-const HEALTH: &[&str] = &["HEALTHY", "UNHEALTHY", "UNKNOWN"];
+/// In the order Magnum 21.x lists them in its refusal (a Python set).
+const HEALTH: &[&str] = &["HEALTHY", "UNKNOWN", "UNHEALTHY"];
 
 /// What a PATCH document asks for.
 #[derive(Debug, Default, PartialEq)]
@@ -658,6 +674,26 @@ fn check_patch_document(doc: &Value) -> Result<&Vec<Value>, MagnumError> {
     Ok(ops)
 }
 
+/// The patch as Magnum's `PatchError` shows it: a list of dicts keyed path, op, value (the
+/// order wsme gives them).
+fn patch_repr(doc: &Value) -> String {
+    let Some(ops) = doc.as_array() else {
+        return Py::from_json(doc).repr();
+    };
+    let ops = ops
+        .iter()
+        .map(|op| {
+            Py::Dict(
+                ["path", "op", "value"]
+                    .iter()
+                    .filter_map(|k| Some((Py::Str(k.to_string()), Py::from_json(op.get(*k)?))))
+                    .collect(),
+            )
+        })
+        .collect();
+    Py::List(ops).repr()
+}
+
 /// A `health_status_reason` as Magnum's API stores it: a string is read with Python's
 /// `ast.literal_eval` (`magnum/api/utils.py`, `apply_jsonpatch`, for `replace` only), and the
 /// result must be the field's type, a dict of strings to strings
@@ -673,7 +709,7 @@ fn health_reason(
                 400,
                 format!(
                     "Couldn't apply patch '{}'. Reason: {reason}",
-                    Py::from_json(doc).repr()
+                    patch_repr(doc)
                 ),
             )
         })?,
@@ -684,7 +720,7 @@ fn health_reason(
                 400,
                 format!(
                     "Couldn't apply patch '{}'. Reason: malformed node or string: {}",
-                    Py::from_json(doc).repr(),
+                    patch_repr(doc),
                     Py::from_json(other).repr()
                 ),
             ));
@@ -760,7 +796,7 @@ fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> 
             _ => {
                 return Err(bad(format!(
                     "Couldn't apply patch '{}'. Reason: can't {kind} non-existent object '{field}'",
-                    Py::from_json(doc).repr()
+                    patch_repr(doc)
                 )));
             }
         }
@@ -853,7 +889,10 @@ mod tests {
         );
         // A string that is no dict of strings.
         for (value, wanted) in [
-            ("{'api': ok}", "Couldn't apply patch"),
+            (
+                "{'api': ok}",
+                "Couldn't apply patch '[{'path': '/health_status_reason', 'op': 'replace', 'value': \"{'api': ok}\"}]'. Reason: malformed node or string",
+            ),
             (
                 "['api']",
                 "Wrong type. Expected '{<class 'str'>: <class 'str'>}', got '<class 'list'>'",

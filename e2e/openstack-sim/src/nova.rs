@@ -114,8 +114,11 @@ async fn version(State(sim): State<Sim>) -> Json<Value> {
 /// The version a client asked for: `OpenStack-API-Version: compute 2.X` (one entry of a
 /// comma-separated list; other services' entries are ignored), else the legacy
 /// `X-OpenStack-Nova-API-Version: 2.X`, else 2.1.
-/// Errors are (status, message), rendered by the caller.
-fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, String)> {
+/// Errors are (status, message, the well-formed version refused), rendered by the caller.
+fn requested_minor(
+    headers: &HeaderMap,
+    max: u16,
+) -> Result<u16, (StatusCode, String, Option<String>)> {
     let from_new = headers
         .get_all("OpenStack-API-Version")
         .iter()
@@ -151,6 +154,7 @@ fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, St
             format!(
                 "API Version String {requested} is of invalid format. Must be of format MajorNum.MinorNum."
             ),
+            None,
         ));
     };
     if major != 2 || !(MIN_MINOR..=max).contains(&minor) {
@@ -159,29 +163,40 @@ fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, St
             format!(
                 "Version {requested} is not supported by the API. Minimum is 2.{MIN_MINOR} and maximum is 2.{max}."
             ),
+            Some(requested.clone()),
         ));
     }
     Ok(minor)
 }
 
+/// Nova's answer headers for a version (nova/api/openstack/wsgi.py): the version as the
+/// client asked for it, in both headers, and `Vary: OpenStack-API-Version` (as seen on Nova
+/// 32.x, the legacy header is not in `Vary`). A 406 for a version out of range carries them
+/// too, echoing the version refused; a malformed version gets none.
+fn version_headers(headers: &mut HeaderMap, version: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!("compute {version}")) {
+        headers.insert("OpenStack-API-Version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(version) {
+        headers.insert("X-OpenStack-Nova-API-Version", v);
+    }
+    headers.insert("Vary", HeaderValue::from_static("OpenStack-API-Version"));
+}
+
 async fn microversion(State(sim): State<Sim>, mut req: Request, next: Next) -> Response {
     let minor = match requested_minor(req.headers(), sim.config().nova_max_minor) {
         Ok(m) => m,
-        Err((status, message)) => return error(status, &message),
+        Err((status, message, refused)) => {
+            let mut response = error(status, &message);
+            if let Some(version) = refused {
+                version_headers(response.headers_mut(), &version);
+            }
+            return response;
+        }
     };
     req.extensions_mut().insert(Microversion(minor));
     let mut response = next.run(req).await;
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("compute 2.{minor}")) {
-        headers.insert("OpenStack-API-Version", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("2.{minor}")) {
-        headers.insert("X-OpenStack-Nova-API-Version", v);
-    }
-    headers.insert(
-        "Vary",
-        HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
-    );
+    version_headers(response.headers_mut(), &format!("2.{minor}"));
     response
 }
 

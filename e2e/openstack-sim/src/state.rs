@@ -291,10 +291,19 @@ pub(crate) enum Step {
     Spawned,
     Stopped,
     Started,
+    /// The compute host took the reboot on (`reboot_pending[_hard]`,
+    /// nova/compute/manager.py `reboot_instance`).
+    RebootPending {
+        hard: bool,
+    },
     RebootStarted {
         hard: bool,
     },
     Rebooted,
+    /// The compute host rebuilds the disks (`rebuild_block_device_mapping`).
+    RebuildBlockDevices {
+        stop_after: bool,
+    },
     RebuildSpawning {
         stop_after: bool,
     },
@@ -1103,14 +1112,14 @@ impl State {
                 s.record(actor, "reboot", "compute_reboot_instance");
                 s.task_state = Some("rebooting");
                 s.soft_reboots += 1;
-                s.schedule(now + half, Step::RebootStarted { hard: false });
+                s.schedule(now + half, Step::RebootPending { hard: false });
             }
             ServerAction::Reboot { hard: true } => {
                 s.check("reboot", &[Active, Stopped, Error], HARD_REBOOT_TASKS)?;
                 s.record(actor, "reboot", "compute_reboot_instance");
                 s.task_state = Some("rebooting_hard");
                 s.hard_reboots += 1;
-                s.schedule(now + half, Step::RebootStarted { hard: true });
+                s.schedule(now + half, Step::RebootPending { hard: true });
             }
             ServerAction::Rebuild {
                 image_id,
@@ -1131,7 +1140,7 @@ impl State {
                 s.rebuilds += 1;
                 // Nova brings a server that was stopped back to stopped after the rebuild.
                 let stop_after = s.vm_state == Stopped;
-                s.schedule(now + half, Step::RebuildSpawning { stop_after });
+                s.schedule(now + half, Step::RebuildBlockDevices { stop_after });
             }
             ServerAction::Shelve => {
                 s.check("shelve", &[Active, Stopped], &[None])?;
@@ -1555,18 +1564,39 @@ impl State {
                     s.power_state = RUNNING;
                     s.finish_running_event("Success");
                 }
+                // Real Nova (seen on 32.x's fake driver): rebooting[_hard] while the API has it,
+                // then reboot_pending[_hard] and reboot_started[_hard] on the compute host.
+                Step::RebootPending { hard } => {
+                    s.task_state = Some(if hard {
+                        "reboot_pending_hard"
+                    } else {
+                        "reboot_pending"
+                    });
+                    s.schedule(now + delay / 4, Step::RebootStarted { hard });
+                }
                 Step::RebootStarted { hard } => {
                     s.task_state = Some(if hard {
                         "reboot_started_hard"
                     } else {
                         "reboot_started"
                     });
-                    s.schedule(now + (delay - delay / 2), Step::Rebooted);
+                    s.schedule(now + (delay - delay / 2 - delay / 4), Step::Rebooted);
+                }
+                // Real Nova: rebuilding, rebuild_block_device_mapping, rebuild_spawning; a
+                // stopped server stays vm_state stopped, powered off, until it is spawned.
+                Step::RebuildBlockDevices { stop_after } => {
+                    s.task_state = Some("rebuild_block_device_mapping");
+                    s.schedule(now + delay / 4, Step::RebuildSpawning { stop_after });
                 }
                 Step::RebuildSpawning { stop_after } => {
                     s.task_state = Some("rebuild_spawning");
-                    s.power_state = NOSTATE;
-                    s.schedule(now + (delay - delay / 2), Step::Rebuilt { stop_after });
+                    if !stop_after {
+                        s.power_state = NOSTATE;
+                    }
+                    s.schedule(
+                        now + (delay - delay / 2 - delay / 4),
+                        Step::Rebuilt { stop_after },
+                    );
                 }
                 Step::Rebuilt { stop_after } => {
                     // Saved ACTIVE with no task in both cases: a client that takes this for
@@ -1857,14 +1887,65 @@ mod tests {
             (s.status(), s.task_state)
         };
         assert_eq!(seen(&st), ("REBUILD", Some("rebuilding")));
+        assert_eq!(
+            st.servers[&id].vm_state,
+            VmState::Stopped,
+            "as Nova shows it"
+        );
         st.tick(t1 + Duration::from_millis(50));
+        assert_eq!(seen(&st), ("REBUILD", Some("rebuild_block_device_mapping")));
+        st.tick(t1 + Duration::from_millis(75));
         assert_eq!(seen(&st), ("REBUILD", Some("rebuild_spawning")));
+        assert_eq!(st.servers[&id].power_state, SHUTDOWN, "still off");
         st.tick(t1 + Duration::from_millis(100));
         assert_eq!(seen(&st), ("ACTIVE", None));
         st.tick(t1 + Duration::from_millis(150));
         assert_eq!(seen(&st), ("ACTIVE", Some("powering-off")));
         st.tick(t1 + Duration::from_millis(250));
         assert_eq!(seen(&st), ("SHUTOFF", None));
+    }
+
+    #[test]
+    fn reboots_go_through_nova_s_task_states() {
+        // As seen on Nova 32.x: rebooting, reboot_pending, reboot_started (and the _hard
+        // ones), status REBOOT or HARD_REBOOT until ACTIVE.
+        for (hard, status, tasks) in [
+            (
+                false,
+                "REBOOT",
+                ["rebooting", "reboot_pending", "reboot_started"],
+            ),
+            (
+                true,
+                "HARD_REBOOT",
+                [
+                    "rebooting_hard",
+                    "reboot_pending_hard",
+                    "reboot_started_hard",
+                ],
+            ),
+        ] {
+            let mut st = state(100);
+            let id = server(&mut st);
+            let t0 = Instant::now();
+            st.server_action(&id, ServerAction::Reboot { hard }, t0, &op())
+                .unwrap();
+            let mut seen = vec![];
+            for ms in [0, 50, 75, 100] {
+                st.tick(t0 + Duration::from_millis(ms));
+                let s = &st.servers[&id];
+                seen.push((s.status(), s.task_state));
+            }
+            assert_eq!(
+                seen,
+                [
+                    (status, Some(tasks[0])),
+                    (status, Some(tasks[1])),
+                    (status, Some(tasks[2])),
+                    ("ACTIVE", None)
+                ]
+            );
+        }
     }
 
     #[test]

@@ -377,8 +377,17 @@ async fn versions_are_negotiated() {
     assert_eq!(e["code"], "magnum.microversion-unsupported");
     assert_eq!(e["max_version"], openstack_sim::MAGNUM_MAX_VERSION);
     assert_eq!(e["min_version"], "1.1");
+    // As Magnum 21.x answers: the refused version echoed, with the range.
+    assert_eq!(
+        too_new.header("OpenStack-API-Version"),
+        Some("container-infra 1.99")
+    );
+    assert_eq!(
+        too_new.header("OpenStack-API-Maximum-Version"),
+        Some(max.as_str())
+    );
     assert!(
-        e["message"].as_str().unwrap().contains(
+        e["description"].as_str().unwrap().contains(
             "The supported version range is: [container-infra 1.1, container-infra 1.12]"
         ),
         "{e}"
@@ -395,7 +404,21 @@ async fn versions_are_negotiated() {
             None,
         )
         .await;
-    assert_magnum_error(&listed, 406, "Invalid service type");
+    assert_eq!(listed.status.as_u16(), 406, "{}", listed.body);
+    let e = &listed.body["errors"][0];
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["title"].as_str(),
+            e["detail"].as_str()
+        ),
+        (
+            Some(""),
+            Some("Not Acceptable"),
+            Some("Invalid service type for OpenStack-API-Version header")
+        )
+    );
+    assert_eq!(listed.header("OpenStack-API-Version"), None);
 
     let token = env.token().await;
     let compute_only = env
@@ -409,7 +432,11 @@ async fn versions_are_negotiated() {
             None,
         )
         .await;
-    assert_magnum_error(&compute_only, 406, "Invalid service type");
+    assert_eq!(compute_only.status.as_u16(), 406);
+    assert_eq!(
+        compute_only.body["errors"][0]["detail"],
+        "Invalid service type for OpenStack-API-Version header"
+    );
     let resize_too_old = env
         .magnum(
             Method::POST,
