@@ -1164,3 +1164,37 @@ async fn an_older_magnum_is_told_apart_before_anything_is_sent() {
     assert_eq!(patch[0].api_version.as_deref(), Some("container-infra 1.8"));
     assert!(env.requests(|r| r.status == 406).is_empty());
 }
+
+/// A policy that hides `OS-EXT-STS:*`: a server being powered off must not read as one with
+/// no task (it would look off while the guest still runs); the client says why instead.
+#[tokio::test]
+async fn a_task_state_hidden_by_policy_is_an_error_not_no_task() {
+    let env = env_with(SimConfig {
+        hide_extended_status: true,
+        transition_delay: Duration::from_secs(30),
+        ..SimConfig::default()
+    })
+    .await;
+    let id = env.server("worker");
+    let cloud = env.client();
+    cloud.stop(&id).await.unwrap();
+    assert_eq!(
+        env.sim.server(&id).unwrap().task_state.as_deref(),
+        Some("powering-off")
+    );
+    let e = expect_err(cloud.server(&id)).await;
+    assert!(
+        matches!(
+            e,
+            CloudError::Unsupported {
+                operation: "server_show",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("OS-EXT-STS:task_state"), "{e}");
+    assert!(!e.retryable());
+    let e = expect_err(cloud.server_by_name("worker")).await;
+    assert!(matches!(e, CloudError::Unsupported { .. }), "{e:?}");
+}

@@ -97,6 +97,9 @@ pub struct SimConfig {
     /// Magnum serves 1.1 to 1.this (at most [`MAGNUM_MAX_VERSION`]'s): a lower one plays an
     /// older Magnum.
     pub magnum_max_minor: u16,
+    /// Play a policy that hides the `OS-EXT-STS:*` attributes (task, vm and power state) from
+    /// the callers: servers are shown without them.
+    pub hide_extended_status: bool,
 }
 
 impl Default for SimConfig {
@@ -111,6 +114,7 @@ impl Default for SimConfig {
             availability_zone: "nova".into(),
             nova_max_minor: nova::MAX_MINOR,
             magnum_max_minor: magnum::MAX_MINOR,
+            hide_extended_status: false,
         }
     }
 }

@@ -297,6 +297,13 @@ fn server_json(st: &Cloud, base: &str, s: &Server, mv: u16, caller: &Caller, sho
         "OS-SRV-USG:terminated_at": null,
         "os-extended-volumes:volumes_attached": [],
     });
+    // A restrictive policy hides the extended status attributes from a project member (they
+    // are policy-controlled in Nova): they are absent, not null.
+    if st.config.hide_extended_status
+        && let Some(o) = v.as_object_mut()
+    {
+        o.retain(|k, _| !k.starts_with("OS-EXT-STS:"));
+    }
     // Nova shows progress only while the status can progress.
     if matches!(
         status,

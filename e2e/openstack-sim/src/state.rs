@@ -252,6 +252,9 @@ pub(crate) enum VmState {
     /// Shelved and offloaded: the guest is off and has left its hypervisor (Nova's default
     /// `shelved_offload_time = 0` offloads at once, so the sim has no plain `shelved`).
     ShelvedOffloaded,
+    /// The compute host destroyed the guest and is cleaning up (networks, volumes): Nova shows
+    /// it DELETED for a few seconds before its record goes (404).
+    Deleted,
 }
 
 impl VmState {
@@ -262,6 +265,7 @@ impl VmState {
             VmState::Stopped => "stopped",
             VmState::Error => "error",
             VmState::ShelvedOffloaded => "shelved_offloaded",
+            VmState::Deleted => "deleted",
         }
     }
 }
@@ -282,6 +286,7 @@ pub(crate) fn nova_status(vm: VmState, task: Option<&str>) -> &'static str {
         (VmState::Stopped, _) => "SHUTOFF",
         (VmState::Error, _) => "ERROR",
         (VmState::ShelvedOffloaded, _) => "SHELVED_OFFLOADED",
+        (VmState::Deleted, _) => "DELETED",
     }
 }
 
@@ -318,6 +323,8 @@ pub(crate) enum Step {
     ShelveOffloaded,
     UnshelveSpawning,
     Deleted,
+    /// The delete is done: the record goes (404), and the host records its event's result.
+    Purged,
 }
 
 #[derive(Clone, Debug)]
@@ -1164,7 +1171,7 @@ impl State {
                     return Ok(());
                 }
                 // A second delete while the first runs is ignored, and not recorded.
-                if s.task_state != Some("deleting") {
+                if s.task_state != Some("deleting") && s.vm_state != Deleted {
                     s.record(actor, "delete", "compute_terminate_instance");
                     s.task_state = Some("deleting");
                     s.schedule(now + delay, Step::Deleted);
@@ -1186,7 +1193,7 @@ impl State {
         if !matches!(
             s.pending,
             Some(Pending {
-                step: Step::Deleted,
+                step: Step::Deleted | Step::Purged,
                 ..
             })
         ) {
@@ -1631,9 +1638,16 @@ impl State {
                     s.task_state = Some("spawning");
                     s.schedule(now + (delay - delay / 2), Step::Started);
                 }
+                // As seen on Nova 32.x: SHUTOFF or ACTIVE / deleting, then DELETED with no task
+                // while the host cleans up, then 404.
                 Step::Deleted => {
-                    // The compute host destroys the guest, then records its event's result.
+                    s.vm_state = VmState::Deleted;
+                    s.task_state = None;
                     s.power_state = NOSTATE;
+                    s.schedule(now + delay / 2, Step::Purged);
+                }
+                Step::Purged => {
+                    // The compute host records its event's result once the instance is gone.
                     s.finish_running_event("Success");
                     deleted.push(s.id.clone());
                 }
@@ -1903,6 +1917,33 @@ mod tests {
         assert_eq!(seen(&st), ("ACTIVE", Some("powering-off")));
         st.tick(t1 + Duration::from_millis(250));
         assert_eq!(seen(&st), ("SHUTOFF", None));
+    }
+
+    #[test]
+    fn a_deleted_server_shows_deleted_before_it_is_gone() {
+        // As seen on Nova 32.x: deleting, then DELETED with no task for a while, then 404.
+        let mut st = state(100);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.server_action(&id, ServerAction::Delete, t0, &op())
+            .unwrap();
+        assert_eq!(st.servers[&id].task_state, Some("deleting"));
+        st.tick(t0 + Duration::from_millis(100));
+        let s = &st.servers[&id];
+        assert_eq!(
+            (s.status(), s.task_state, s.power_state),
+            ("DELETED", None, NOSTATE)
+        );
+        let err = st
+            .server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap_err();
+        assert!(err.to_string().contains("vm_state deleted"), "{err}");
+        st.tick(t0 + Duration::from_millis(150));
+        assert!(!st.servers.contains_key(&id));
+        assert_eq!(
+            actions(&st, &id).pop().unwrap().1,
+            [ev("compute_terminate_instance", Some("Success"))]
+        );
     }
 
     #[test]
