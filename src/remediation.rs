@@ -504,6 +504,16 @@ pub fn power_restore(
     {
         return PowerRestore::Nothing;
     }
+    // A rebuild of the stopped server that may have left while its step runs: its moment of
+    // ACTIVE with no task comes before Nova stops it again.
+    let rebuilding_stopped = status.steps.iter().any(|step| {
+        step.finished.is_none()
+            && step.requests.iter().any(|r| {
+                r.action == RequestKind::Rebuild
+                    && r.server_stopped != Some(false)
+                    && r.outcome.as_ref().is_none_or(RequestOutcome::is_accepted)
+            })
+    });
     match server {
         ServerObservation::Present(s) if s.is_off() => PowerRestore::Start,
         // Still stopping, or being rebuilt (Nova keeps a stopped server stopped afterwards).
@@ -511,7 +521,8 @@ pub fn power_restore(
             if s.status == "REBUILD"
                 || s.task_state
                     .as_deref()
-                    .is_some_and(|t| t == "powering-off" || t.starts_with("rebuild")) =>
+                    .is_some_and(|t| t == "powering-off" || t.starts_with("rebuild"))
+                || (rebuilding_stopped && s.is_active()) =>
         {
             PowerRestore::WaitForStop
         }

@@ -1563,6 +1563,30 @@ fn a_rebuilt_server_nova_stops_again_is_powered_on() {
 }
 
 #[test]
+fn a_remediation_deleted_in_the_moment_of_active_after_a_rebuild_waits_and_powers_on() {
+    // Deleted while Nova shows the rebuilt, formerly stopped server ACTIVE for a moment: Nova
+    // stops it right after, so the finalizer waits for that and then powers it on.
+    let spec = spec(RemediationAction::Rebuild);
+    let status = rebuild_sent_to_a_stopped_server(&spec);
+    let moment = server("ACTIVE", None);
+    assert_eq!(
+        power_restore(&spec, &status, &moment, false),
+        PowerRestore::WaitForStop
+    );
+    assert_eq!(
+        power_restore(&spec, &status, &server("SHUTOFF", None), false),
+        PowerRestore::Start
+    );
+    // Once the step is over (Nova left it running, or it was started), there is nothing to do.
+    let mut done = status.clone();
+    done.steps.last_mut().unwrap().finished = Some(Time(t(20)));
+    assert_eq!(
+        power_restore(&spec, &done, &moment, false),
+        PowerRestore::Nothing
+    );
+}
+
+#[test]
 fn a_rebuilt_stopped_server_that_nova_leaves_running_is_done_once_it_stays_active() {
     // A Nova that does not stop it again: ACTIVE with no task, seen again a settle later by our
     // own looks (Nova's `updated` is never compared with our clock).
