@@ -1198,3 +1198,19 @@ async fn a_task_state_hidden_by_policy_is_an_error_not_no_task() {
     let e = expect_err(cloud.server_by_name("worker")).await;
     assert!(matches!(e, CloudError::Unsupported { .. }), "{e:?}");
 }
+
+/// A cluster whose default worker nodegroup is empty: Magnum before 1.10 refuses any PATCH of
+/// it, so the health report goes at 1.10 (seen on Magnum 21.x: 400 at 1.9, 202 at 1.10).
+#[tokio::test]
+async fn the_health_of_a_cluster_without_workers_is_reported() {
+    let env = env().await;
+    let mut spec = cluster_spec();
+    spec.nodegroups[1].node_count = 0;
+    let uuid = env.sim.create_cluster(spec);
+    let cloud = env.client();
+    let (status, reason) = health_report(&[], true, jiff::Timestamp::now());
+    cloud.report_health(&uuid, status, &reason).await.unwrap();
+    let view = env.sim.cluster(&uuid).unwrap();
+    assert_eq!(view.health_status.as_deref(), Some("UNHEALTHY"));
+    assert_eq!(view.health_status_reason, reason);
+}

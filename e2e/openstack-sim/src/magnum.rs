@@ -454,7 +454,7 @@ fn check_resize(ng: &NodeGroup, node_count: u32, v: ApiVersion) -> Result<(), Ma
     if node_count == 0 && v.0 < ZERO_NODES_SINCE {
         return Err(MagnumError::new(
             400,
-            "Resizing a nodegroup to zero is not supported in the requested microversion.",
+            "Resizing a nodegroup to zero is not supported in the provided microversion.",
         ));
     }
     if ng.role == "master" {
@@ -770,7 +770,7 @@ fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> 
                     .filter(|_| !removing)
                     .ok_or_else(|| bad("Invalid input for field/attribute node_count.".into()))?;
                 if n == 0 && v.0 < ZERO_NODES_SINCE {
-                    return Err(bad("Resizing a nodegroup to zero is not supported in the requested microversion.".into()));
+                    return Err(bad("Resizing a nodegroup to zero is not supported in the provided microversion.".into()));
                 }
                 patch.node_count = Some(n);
             }
@@ -832,6 +832,17 @@ fn apply_patch(
     check_patch_document(doc)?;
     let uuid = st.find_cluster(id)?.uuid.clone();
     let patch = parse_patch(doc, v)?;
+    // Before 1.10 every PATCH is refused whose node count (the patch's, else the default
+    // worker nodegroup's) is zero, a health update of a cluster without workers too
+    // (magnum/api/controllers/v1/cluster.py, `patch` of 1.3 to 1.9: ZeroNodeCountNotSupported;
+    // seen on Magnum 21.x).
+    let workers = st.clusters[&uuid].default_worker().map(|ng| ng.node_count);
+    if v.0 < ZERO_NODES_SINCE && patch.node_count.or(workers) == Some(0) {
+        return Err(MagnumError::new(
+            400,
+            "Resizing a nodegroup to zero is not supported in the provided microversion.",
+        ));
+    }
     let resize_to = match (patch.node_count, st.clusters[&uuid].default_worker()) {
         (Some(n), Some(ng)) if n != ng.node_count => {
             check_resize(ng, n, v)?;

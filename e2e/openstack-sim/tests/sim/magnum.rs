@@ -180,6 +180,29 @@ async fn a_health_status_reason_that_is_an_object_is_refused_as_magnum_refuses_i
 }
 
 #[tokio::test]
+async fn before_1_10_a_cluster_without_workers_takes_no_patch() {
+    // As Magnum 21.x answers: every PATCH before 1.10 checks the node count, a health update
+    // of a cluster whose default worker nodegroup is empty too.
+    let env = env().await;
+    let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 0));
+    let patch = json!([{"op": "replace", "path": "/health_status", "value": "UNHEALTHY"}]);
+    let path = format!("/clusters/{id}");
+    let old = env.magnum(Method::PATCH, &path, "1.9", Some(&patch)).await;
+    assert_magnum_error(
+        &old,
+        400,
+        "Resizing a nodegroup to zero is not supported in the provided microversion.",
+    );
+    assert_eq!(env.sim.cluster(&id).unwrap().health_status, None);
+    let new = env.magnum(Method::PATCH, &path, "1.10", Some(&patch)).await;
+    assert_eq!(new.status, StatusCode::ACCEPTED, "{}", new.body);
+    assert_eq!(
+        env.sim.cluster(&id).unwrap().health_status.as_deref(),
+        Some("UNHEALTHY")
+    );
+}
+
+#[tokio::test]
 async fn the_health_status_is_patched() {
     let env = env().await;
     let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 2));
