@@ -246,6 +246,18 @@ impl Sim {
         self.with_quiet(|st| st.add_user(name, password, domain, project_id))
     }
 
+    /// Adds a user with the `admin` role on `project_id`: Nova shows it (and lets it act on)
+    /// the servers of every project, as it does a cloud admin.
+    pub fn add_admin(&self, name: &str, password: &str, domain: &str, project_id: &str) -> String {
+        self.with_quiet(|st| {
+            let id = st.add_user(name, password, domain, project_id);
+            if let Some(u) = st.users.get_mut(&id) {
+                u.admin = true;
+            }
+            id
+        })
+    }
+
     /// Adds an application credential of `user_id`, bound to the user's project.
     ///
     /// # Panics

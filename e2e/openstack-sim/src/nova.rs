@@ -201,13 +201,14 @@ async fn microversion(State(sim): State<Sim>, mut req: Request, next: Next) -> R
 }
 
 /// A server with no owner is everybody's (and reported as the caller's); each region's Nova
-/// knows only its own servers.
+/// knows only its own servers. Another project's server is a 404, as Nova answers it (its
+/// policy scopes a project member to the project), except to an admin.
 fn visible(s: &Server, caller: &Caller, region: &Region) -> bool {
     owned_by(s.project_id.as_deref(), caller) && s.region == region.0
 }
 
 fn owned_by(project_id: Option<&str>, caller: &Caller) -> bool {
-    project_id.is_none_or(|p| p == caller.project_id)
+    caller.admin || project_id.is_none_or(|p| p == caller.project_id)
 }
 
 /// Where this region's Nova is: `base` for the first region, `base/regions/<r>` for others.
@@ -380,7 +381,15 @@ fn select<'a>(
         .servers_in_order()
         .into_iter()
         .rev()
-        .filter(|s| visible(s, caller, region))
+        // An admin lists its own project's servers too, unless it asks for all_tenants.
+        .filter(|s| {
+            let all = caller.admin && query.contains_key("all_tenants");
+            s.region == region.0
+                && (all
+                    || s.project_id
+                        .as_deref()
+                        .is_none_or(|p| p == caller.project_id))
+        })
         .filter(|s| name.as_ref().is_none_or(|re| re.is_match(&s.name)))
         .filter(|s| {
             query

@@ -211,6 +211,8 @@ pub(crate) struct User {
     pub domain: Domain,
     /// The only project the user has roles on (`member`, `reader`); also its default project.
     pub project_id: String,
+    /// Has the `admin` role: Nova shows it every project's servers.
+    pub admin: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -238,6 +240,8 @@ pub(crate) struct Token {
 pub(crate) struct Caller {
     pub user_id: String,
     pub project_id: String,
+    /// An admin: Nova shows it the servers of every project.
+    pub admin: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -891,6 +895,7 @@ impl State {
                 password: password.into(),
                 domain: Domain::from_name(domain),
                 project_id: project_id.into(),
+                admin: false,
             },
         );
         id
@@ -924,6 +929,7 @@ impl State {
         Some(Caller {
             user_id: t.user_id.clone(),
             project_id: t.project_id.clone(),
+            admin: self.users.get(&t.user_id).is_some_and(|u| u.admin),
         })
     }
 

@@ -154,6 +154,42 @@ async fn servers_of_another_project_are_invisible() {
     let list = env.nova(Method::GET, "/servers", "", None).await;
     assert_eq!(list.body["servers"].as_array().unwrap().len(), 1);
     assert_eq!(list.body["servers"][0]["id"], json!(mine));
+    // An admin sees and acts on it; its list is its own project's unless it asks for all.
+    env.sim
+        .add_admin("admin", "admin-secret", "Default", &env.project_id);
+    let token = env.token_of("admin", "admin-secret").await;
+    let auth = [("X-Auth-Token", token.as_str())];
+    let shown = env
+        .call(
+            Method::GET,
+            &format!("/compute/v2.1/servers/{id}"),
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let stop = env
+        .call(
+            Method::POST,
+            &format!("/compute/v2.1/servers/{id}/action"),
+            &auth,
+            Some(&json!({"os-stop": null})),
+        )
+        .await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.body);
+    let own = env
+        .call(Method::GET, "/compute/v2.1/servers", &auth, None)
+        .await;
+    assert_eq!(own.body["servers"].as_array().unwrap().len(), 1);
+    let all = env
+        .call(
+            Method::GET,
+            "/compute/v2.1/servers?all_tenants=1",
+            &auth,
+            None,
+        )
+        .await;
+    assert_eq!(all.body["servers"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
