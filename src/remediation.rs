@@ -62,9 +62,10 @@ pub const LOST_REQUEST_GRACE: StdDuration = StdDuration::from_secs(30);
 pub const FAILED_REQUEST_BACKOFF: StdDuration = StdDuration::from_secs(5);
 /// How often to look again while waiting for something outside our control.
 pub const POLL: StdDuration = StdDuration::from_secs(1);
-/// A rebuilt server that shows `ACTIVE` with no task may still be on its way to `SHUTOFF`
-/// (Nova keeps a stopped server stopped: it passes through `ACTIVE` for a fraction of a second).
-/// Only a server unchanged in that state for this long is taken as rebuilt and running.
+/// A rebuilt server that was stopped shows `ACTIVE` with no task for a fraction of a second on
+/// its way back to `SHUTOFF` (Nova keeps a stopped server stopped). A Nova that leaves it
+/// running instead shows it `ACTIVE` for good: seen `ACTIVE` this long apart by our own looks,
+/// the server is taken as rebuilt and running.
 pub const REBUILT_ACTIVE_SETTLE: StdDuration = StdDuration::from_secs(5);
 /// A Replace whose `os-stop` did not bring the server to `SHUTOFF` within this long (or half the
 /// fence timeout, if that is shorter) has a compute host that is likely down: it waits in
@@ -550,6 +551,16 @@ pub fn power_restore(
     {
         return PowerRestore::Nothing;
     }
+    // A rebuild of the stopped server that may have left while its step runs: its moment of
+    // ACTIVE with no task comes before Nova stops it again.
+    let rebuilding_stopped = status.steps.iter().any(|step| {
+        step.finished.is_none()
+            && step.requests.iter().any(|r| {
+                r.action == RequestKind::Rebuild
+                    && r.server_stopped != Some(false)
+                    && r.outcome.as_ref().is_none_or(RequestOutcome::is_accepted)
+            })
+    });
     match server {
         ServerObservation::Present(s) if s.is_off() => PowerRestore::Start,
         // Still stopping, or being rebuilt (Nova keeps a stopped server stopped afterwards).
@@ -557,7 +568,8 @@ pub fn power_restore(
             if s.status == "REBUILD"
                 || s.task_state
                     .as_deref()
-                    .is_some_and(|t| t == "powering-off" || t.starts_with("rebuild")) =>
+                    .is_some_and(|t| t == "powering-off" || t.starts_with("rebuild"))
+                || (rebuilding_stopped && s.is_active()) =>
         {
             PowerRestore::WaitForStop
         }
@@ -1096,25 +1108,49 @@ impl Machine<'_> {
         if let Some(action) = self.follow_up(RequestKind::Rebuild, &server, rebuilding) {
             return action;
         }
-        // Nova keeps a stopped server stopped: after the rebuild it passes through ACTIVE for
-        // a moment on its way back to SHUTOFF. Only a settled ACTIVE is a running server.
-        // Not even a node that reports Ready in that moment settles it: Nova stops the server
-        // right after, whatever the guest did meanwhile.
-        if server.is_active() && last_request(step, RequestKind::Start).is_none() {
-            let changed = server
-                .updated
-                .map_or(rebuild.sent_at.0, |u| u.max(rebuild.sent_at.0));
-            let settled = self.since(changed) >= REBUILT_ACTIVE_SETTLE;
-            if !settled {
+        // A rebuild of a running server ends ACTIVE with no task. Nova keeps a stopped server
+        // stopped (nova/compute/manager.py, `_do_rebuild_instance`: it saves the rebuilt server
+        // ACTIVE with no task, then "bringing vm to original state" powers it off): that one
+        // ends at SHUTOFF with no task, and `os-start` follows (power_on). Its moment of ACTIVE
+        // is no end, not even with a node that reports Ready in it. Records of earlier releases
+        // do not say: taken as stopped, the fence having stopped it.
+        let stopped_before = rebuild.server_stopped != Some(false);
+        if !stopped_before || last_request(step, RequestKind::Start).is_some() {
+            return self.power_on(step);
+        }
+        if !server.is_active() {
+            self.set_active_seen(None);
+            return self.power_on(step);
+        }
+        // A Nova that does not stop it again: ACTIVE, and still ACTIVE a settle later. Timed
+        // between two of our own looks on our own clock, never our clock against Nova's
+        // `updated`: a Nova clock behind ours made a fresh moment of ACTIVE look settled.
+        match rebuild.active_seen_at {
+            Some(seen) if self.since(seen.0) >= REBUILT_ACTIVE_SETTLE => self.power_on(step),
+            Some(_) => Action::Wait(POLL),
+            None => {
+                self.set_active_seen(Some(Time(self.now)));
                 self.set_step_message(
-                    "rebuilt: waiting to see whether Nova keeps the server running or stops it \
-                     again"
+                    "rebuilt: Nova shows the server ACTIVE; it was stopped before, so Nova \
+                     should stop it again (then it is started): waiting to see which"
                         .into(),
                 );
-                return Action::Wait(POLL);
+                Action::Wait(POLL)
             }
         }
-        self.power_on(step)
+    }
+
+    /// Records (or clears) when a rebuilt, formerly stopped server was first seen ACTIVE.
+    fn set_active_seen(&mut self, at: Option<Time>) {
+        if let Some(step) = self.status.steps.last_mut()
+            && let Some(r) = step
+                .requests
+                .iter_mut()
+                .rev()
+                .find(|r| r.action == RequestKind::Rebuild)
+        {
+            r.active_seen_at = at;
+        }
     }
 
     /// `os-start` until Nova reports the server ACTIVE.
@@ -1365,6 +1401,11 @@ impl Machine<'_> {
             ServerObservation::Present(s) => s.updated.map(Time),
             ServerObservation::Gone => None,
         };
+        // What a rebuild ends in depends on it (see `rebuild`).
+        let server_stopped = match (&self.observed.server, kind) {
+            (ServerObservation::Present(s), RequestKind::Rebuild) => Some(s.status == "SHUTOFF"),
+            _ => None,
+        };
         if let Some(step) = self.status.steps.last_mut() {
             let cluster_status = (kind == RequestKind::MagnumResize)
                 .then(|| self.observed.cluster_status.clone())
@@ -1375,6 +1416,8 @@ impl Machine<'_> {
                 target,
                 server_updated,
                 cluster_status,
+                server_stopped,
+                active_seen_at: None,
                 outcome: None,
             });
         }

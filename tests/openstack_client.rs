@@ -831,13 +831,17 @@ async fn deletion_evidence_from_novas_instance_actions() {
         );
     }
 
-    // Instance actions are read at 2.51, everything else at 2.1.
+    // Instance actions are read at 2.51, everything else at 2.1; the version document was
+    // read once, before the first call.
     let nova = env.requests(|r| r.service == Service::Nova);
     assert!(
         nova.iter()
             .any(|r| r.path.contains("/os-instance-actions/"))
     );
-    for r in nova {
+    let (documents, calls): (Vec<_>, Vec<_>) =
+        nova.into_iter().partition(|r| r.path == "/compute/v2.1/");
+    assert_eq!(documents.len(), 1, "one version document per endpoint");
+    for r in calls {
         let want = if r.path.contains("/os-instance-actions") {
             "compute 2.51"
         } else {
@@ -909,16 +913,45 @@ async fn a_nova_older_than_2_51_is_refused_clearly() {
         panic!("Unsupported expected, got {e:?}");
     };
     assert_eq!(*operation, "server_actions_list");
-    assert!(message.contains("does not serve compute 2.51"), "{message}");
-    assert!(message.contains("maximum is 2.50"), "{message}");
+    // Told apart from the version document: the message says what the cloud serves.
+    assert!(message.contains("needs compute 2.51"), "{message}");
+    assert!(message.contains("serves compute 2.1 to 2.50"), "{message}");
     assert_eq!(e.category(), "CloudFeatureUnsupported");
     assert!(!e.retryable());
-    assert_eq!(
+    assert!(
         env.requests(|r| r.path.contains("os-instance-actions"))
-            .len(),
-        1,
-        "a refusal is not retried"
+            .is_empty(),
+        "nothing is sent that the cloud would refuse"
     );
+    assert!(env.requests(|r| r.status == 406).is_empty());
+}
+
+/// A Nova whose version document cannot be read: each call goes at the version it needs, and
+/// a 406 says the rest.
+#[tokio::test]
+async fn without_a_version_document_the_needed_version_is_sent() {
+    let env = env_with(SimConfig {
+        nova_max_minor: 50,
+        transition_delay: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await;
+    // The first Nova request is for the version document: it fails.
+    env.sim.add_fault(Fault {
+        remaining: Some(1),
+        ..Fault::error(Service::Nova, 500)
+    });
+    let id = env.server("worker");
+    let cloud = env.client();
+    assert!(cloud.server(&id).await.unwrap().is_some());
+    let first = &env.requests(|r| r.service == Service::Nova)[0];
+    assert_eq!((first.path.as_str(), first.status), ("/compute/v2.1/", 500));
+    let e = expect_err(cloud.deletion_evidence(&id)).await;
+    let CloudError::Unsupported { message, .. } = &e else {
+        panic!("Unsupported expected, got {e:?}");
+    };
+    assert!(message.contains("does not serve compute 2.51"), "{message}");
+    assert!(message.contains("maximum is 2.50"), "{message}");
 }
 
 fn cluster_spec() -> NewCluster {
@@ -1068,4 +1101,116 @@ async fn no_secret_in_errors_debug_logs_or_metrics() {
         rendered.contains(r#"nodehealer_openstack_requests_total{service="nova",operation="server_show",outcome="server_error"} 4"#),
         "{rendered}"
     );
+}
+
+/// Each Magnum call goes at the version it needs (show and PATCH 1.1, resize 1.7, nodegroups
+/// 1.9), the PATCH at 1.10 where served (before 1.10 Magnum refuses any PATCH of a cluster
+/// without workers); the version document is read once.
+#[tokio::test]
+async fn magnum_calls_go_at_the_version_they_need() {
+    let env = env().await;
+    let uuid = env.sim.create_cluster(cluster_spec());
+    let cloud = env.client();
+    cloud.cluster(&uuid).await.unwrap();
+    cloud.nodegroups(&uuid).await.unwrap();
+    let (status, reason) = health_report(&[], false, jiff::Timestamp::now());
+    cloud.report_health(&uuid, status, &reason).await.unwrap();
+    cloud.cluster(&uuid).await.unwrap();
+    let magnum = env.requests(|r| r.service == Service::Magnum);
+    let seen: Vec<(&str, &str, Option<&str>)> = magnum
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.api_version.as_deref()))
+        .collect();
+    let cluster = format!("/container-infra/v1/clusters/{uuid}");
+    let nodegroups = format!("{cluster}/nodegroups");
+    assert_eq!(
+        seen,
+        [
+            ("GET", "/container-infra/", None),
+            ("GET", cluster.as_str(), Some("container-infra 1.1")),
+            ("GET", nodegroups.as_str(), Some("container-infra 1.9")),
+            ("PATCH", cluster.as_str(), Some("container-infra 1.10")),
+            ("GET", cluster.as_str(), Some("container-infra 1.1")),
+        ]
+    );
+    // What Magnum stored is the map.
+    assert_eq!(env.sim.cluster(&uuid).unwrap().health_status_reason, reason);
+}
+
+/// A Magnum older than the nodegroups API: the calls that need it are refused before anything
+/// is sent, saying what the cloud serves; the others go at what it serves.
+#[tokio::test]
+async fn an_older_magnum_is_told_apart_before_anything_is_sent() {
+    let env = env_with(SimConfig {
+        magnum_max_minor: 8,
+        transition_delay: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await;
+    let uuid = env.sim.create_cluster(cluster_spec());
+    let cloud = env.client();
+    let e = expect_err(cloud.nodegroups(&uuid)).await;
+    let CloudError::Unsupported { message, .. } = &e else {
+        panic!("Unsupported expected, got {e:?}");
+    };
+    assert!(
+        message.contains("needs container-infra 1.9") && message.contains("1.1 to 1.8"),
+        "{message}"
+    );
+    assert!(env.requests(|r| r.path.ends_with("/nodegroups")).is_empty());
+    let (status, reason) = health_report(&[], false, jiff::Timestamp::now());
+    cloud.report_health(&uuid, status, &reason).await.unwrap();
+    let patch = env.requests(|r| r.method == "PATCH");
+    assert_eq!(patch[0].api_version.as_deref(), Some("container-infra 1.8"));
+    assert!(env.requests(|r| r.status == 406).is_empty());
+}
+
+/// A policy that hides `OS-EXT-STS:*`: a server being powered off must not read as one with
+/// no task (it would look off while the guest still runs); the client says why instead.
+#[tokio::test]
+async fn a_task_state_hidden_by_policy_is_an_error_not_no_task() {
+    let env = env_with(SimConfig {
+        hide_extended_status: true,
+        transition_delay: Duration::from_secs(30),
+        ..SimConfig::default()
+    })
+    .await;
+    let id = env.server("worker");
+    let cloud = env.client();
+    cloud.stop(&id).await.unwrap();
+    assert_eq!(
+        env.sim.server(&id).unwrap().task_state.as_deref(),
+        Some("powering-off")
+    );
+    let e = expect_err(cloud.server(&id)).await;
+    assert!(
+        matches!(
+            e,
+            CloudError::Unsupported {
+                operation: "server_show",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("OS-EXT-STS:task_state"), "{e}");
+    assert!(!e.retryable());
+    let e = expect_err(cloud.server_by_name("worker")).await;
+    assert!(matches!(e, CloudError::Unsupported { .. }), "{e:?}");
+}
+
+/// A cluster whose default worker nodegroup is empty: Magnum before 1.10 refuses any PATCH of
+/// it, so the health report goes at 1.10 (seen on Magnum 21.x: 400 at 1.9, 202 at 1.10).
+#[tokio::test]
+async fn the_health_of_a_cluster_without_workers_is_reported() {
+    let env = env().await;
+    let mut spec = cluster_spec();
+    spec.nodegroups[1].node_count = 0;
+    let uuid = env.sim.create_cluster(spec);
+    let cloud = env.client();
+    let (status, reason) = health_report(&[], true, jiff::Timestamp::now());
+    cloud.report_health(&uuid, status, &reason).await.unwrap();
+    let view = env.sim.cluster(&uuid).unwrap();
+    assert_eq!(view.health_status.as_deref(), Some("UNHEALTHY"));
+    assert_eq!(view.health_status_reason, reason);
 }

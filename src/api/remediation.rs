@@ -493,6 +493,20 @@ pub struct OpenStackRequest {
     /// already (Magnum accepts a resize of an `UPDATE_FAILED` cluster).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_status: Option<String>,
+    /// For a `rebuild`: whether the server was stopped (`SHUTOFF`) when the rebuild was
+    /// decided. Nova brings a stopped server back to stopped after a rebuild (it passes through
+    /// `ACTIVE` for a moment first), so a rebuild of a stopped server ends at `SHUTOFF` and
+    /// needs an `os-start`; one of a running server ends at `ACTIVE`. Empty in records of
+    /// earlier releases: then the server is treated as stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_stopped: Option<bool>,
+
+    /// For a `rebuild` of a stopped server: when we first saw it `ACTIVE` with no task since
+    /// our last look (our clock, as the time we compare it with). Only a server still `ACTIVE`
+    /// a while later is taken as one that Nova leaves running; cleared when it is seen
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_seen_at: Option<Time>,
 
     /// What came back: `Accepted`, or `Failed: <reason>`. Empty while the answer is unknown —
     /// recorded before sending, so a controller that restarts in between knows the request may

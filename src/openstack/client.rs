@@ -15,6 +15,7 @@
 //! sent again by the client only when it certainly never arrived: the connection could not be
 //! made, or the service refused the token (401) — then we re-authenticate once and resend.
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -64,11 +65,29 @@ impl Default for ClientOptions {
     }
 }
 
-/// The services we talk to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Service {
-    Nova,
-    Magnum,
+/// A version of Nova's or Magnum's API: what the `OpenStack-API-Version` header carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion {
+    pub major: u16,
+    pub minor: u16,
+}
+
+impl ApiVersion {
+    pub const fn new(major: u16, minor: u16) -> ApiVersion {
+        ApiVersion { major, minor }
+    }
+
+    /// `2.51`, `1.12`; None for anything else (`latest` included).
+    pub fn parse(text: &str) -> Option<ApiVersion> {
+        let (major, minor) = text.trim().split_once('.')?;
+        Some(ApiVersion::new(major.parse().ok()?, minor.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
 }
 
 /// Nova microversion 2.1 is the base every Nova since Liberty serves, and has all we read of
@@ -76,15 +95,32 @@ pub(super) enum Service {
 /// `updated`. Later microversions only add fields we do not use (2.47 embeds the flavor,
 /// 2.98 adds image properties); `image.id` is in every version (and `image` is `""` for
 /// servers booted from a volume, in every version too). Server calls and actions use it.
-pub const NOVA_MICROVERSION: &str = "compute 2.1";
+pub const NOVA_MICROVERSION: ApiVersion = ApiVersion::new(2, 1);
 /// The instance actions calls need 2.51 (Pike), and nothing later: 2.21 lists the actions of
 /// deleted servers, 2.51 shows a project member their events (without it only admins see
-/// them). Later versions add paging (2.58) and host ids (2.62) we do not need. A Nova older
-/// than that answers 406, which the client reports as [`CloudError::Unsupported`]; this is
-/// the highest microversion we ever send.
-pub const NOVA_INSTANCE_ACTIONS_MICROVERSION: &str = "compute 2.51";
+/// them). Later versions add paging (2.58) and host ids (2.62) we do not need. This is the
+/// highest microversion we ever send; a Nova whose maximum is lower is told apart before
+/// anything is sent ([`CloudError::Unsupported`]).
+pub const NOVA_INSTANCE_ACTIONS_MICROVERSION: ApiVersion = ApiVersion::new(2, 51);
 /// Magnum 1.9: resize (1.7) with `nodegroup`, and the nodegroups API (1.9). Train and later.
-pub const MAGNUM_API_VERSION: &str = "container-infra 1.9";
+pub const MAGNUM_API_VERSION: ApiVersion = ApiVersion::new(1, 9);
+/// What cluster show and the health PATCH need: Magnum's first microversion, the one it
+/// serves without a header.
+pub const MAGNUM_BASE_VERSION: ApiVersion = ApiVersion::new(1, 1);
+
+/// The versions a service's endpoint serves, from its version document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct VersionRange {
+    min: ApiVersion,
+    max: ApiVersion,
+}
+
+/// The services we talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Service {
+    Nova,
+    Magnum,
+}
 
 impl Service {
     pub(super) fn name(self) -> &'static str {
@@ -99,11 +135,67 @@ impl Service {
             Service::Magnum => "container-infra",
         }
     }
-    fn api_version(self) -> &'static str {
+    /// The service's name in `OpenStack-API-Version`.
+    fn header_name(self) -> &'static str {
+        self.catalog_type()
+    }
+    /// The highest version any of our calls needs.
+    fn highest_needed(self) -> ApiVersion {
+        match self {
+            Service::Nova => NOVA_INSTANCE_ACTIONS_MICROVERSION,
+            Service::Magnum => MAGNUM_API_VERSION,
+        }
+    }
+    /// What a call needs unless it says otherwise.
+    fn base_version(self) -> ApiVersion {
         match self {
             Service::Nova => NOVA_MICROVERSION,
             Service::Magnum => MAGNUM_API_VERSION,
         }
+    }
+    /// Where the version document of `endpoint` is: Nova's `.../v2.1/` (the catalog may add
+    /// a project id after it), Magnum's root before `/v1`.
+    fn version_document(self, endpoint: &str) -> Option<String> {
+        let trimmed = endpoint.trim_end_matches('/');
+        let start = trimmed.find("://")? + 3;
+        let (origin, path) = match trimmed[start..].find('/') {
+            Some(i) => trimmed.split_at(start + i),
+            None => (trimmed, ""),
+        };
+        let segments: Vec<&str> = path.split('/').collect();
+        let (prefix, keep_it) = match self {
+            Service::Nova => ("v2", true),
+            Service::Magnum => ("v1", false),
+        };
+        let at = segments
+            .iter()
+            .rposition(|s| *s == prefix || s.starts_with(&format!("{prefix}.")))?;
+        let end = if keep_it { at + 1 } else { at };
+        Some(format!("{origin}{}/", segments[..end].join("/")))
+    }
+    /// The range a version document gives: Nova's `{"version": {"version", "min_version"}}`,
+    /// Magnum's `{"versions": [{"id": "v1", "min_version", "max_version"}]}`.
+    fn version_range(self, doc: &Value) -> Option<VersionRange> {
+        let (entry, max_key) = match self {
+            Service::Nova => (doc.get("version")?, "version"),
+            Service::Magnum => (
+                doc.get("versions")?
+                    .as_array()?
+                    .iter()
+                    .find(|v| v.get("id").and_then(Value::as_str) == Some("v1"))?,
+                "max_version",
+            ),
+        };
+        let read = |key: &str| {
+            entry
+                .get(key)
+                .and_then(Value::as_str)
+                .and_then(ApiVersion::parse)
+        };
+        Some(VersionRange {
+            min: read("min_version")?,
+            max: read(max_key)?,
+        })
     }
 }
 
@@ -112,8 +204,11 @@ pub(super) struct Request {
     pub service: Service,
     /// The metric label and the name in messages, e.g. `server_stop`.
     pub operation: &'static str,
-    /// The `OpenStack-API-Version` header: the service's default unless the call needs more.
-    pub api_version: &'static str,
+    /// The lowest version that has what the call sends and reads: the service's default
+    /// unless the call says otherwise. What is sent is negotiated with the endpoint.
+    pub needs: ApiVersion,
+    /// What the call is best sent at, when the endpoint serves it (at least `needs`).
+    pub prefers: ApiVersion,
     pub method: Method,
     /// Appended to the catalog endpoint; starts with `/`; segments already escaped.
     pub path: String,
@@ -126,7 +221,8 @@ impl Request {
         Request {
             service,
             operation,
-            api_version: service.api_version(),
+            needs: service.base_version(),
+            prefers: service.base_version(),
             method: Method::GET,
             path,
             query: Vec::new(),
@@ -134,9 +230,16 @@ impl Request {
         }
     }
 
-    /// The same request at another microversion.
-    pub fn at(mut self, api_version: &'static str) -> Request {
-        self.api_version = api_version;
+    /// The same request needing another version.
+    pub fn at(mut self, needs: ApiVersion) -> Request {
+        self.needs = needs;
+        self.prefers = needs;
+        self
+    }
+
+    /// The same request, best sent at `prefers` where the endpoint serves it.
+    pub fn preferring(mut self, prefers: ApiVersion) -> Request {
+        self.prefers = prefers.max(self.needs);
         self
     }
 
@@ -150,7 +253,8 @@ impl Request {
         Request {
             service,
             operation,
-            api_version: service.api_version(),
+            needs: service.base_version(),
+            prefers: service.base_version(),
             method,
             path,
             query: Vec::new(),
@@ -203,6 +307,9 @@ pub struct OpenStackClient {
     /// The current token. The lock is held while authenticating, so concurrent callers
     /// wait for one token instead of each asking Keystone for their own.
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    /// What each endpoint serves, by its version document's URL, read once: None when the
+    /// document could not be read (then the needed version is sent as it is).
+    versions: std::sync::Mutex<HashMap<String, Option<VersionRange>>>,
 }
 
 impl std::fmt::Debug for OpenStackClient {
@@ -267,6 +374,7 @@ impl OpenStackClient {
             options,
             metrics,
             session: tokio::sync::Mutex::new(None),
+            versions: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -464,12 +572,16 @@ impl OpenStackClient {
         loop {
             let session = self.session().await?;
             let base = self.endpoint(&session, req.service.catalog_type())?;
+            let version = self.version_for(req, &base, &session).await?;
             let url = format!("{base}{}", req.path);
             let mut builder = self
                 .http
                 .request(req.method.clone(), &url)
                 .header("X-Auth-Token", session.token.expose())
-                .header("OpenStack-API-Version", req.api_version)
+                .header(
+                    "OpenStack-API-Version",
+                    format!("{} {version}", req.service.header_name()),
+                )
                 .header(ACCEPT, "application/json");
             if !req.query.is_empty() {
                 builder = builder.query(&req.query);
@@ -523,6 +635,7 @@ impl OpenStackClient {
             }
             return Err(status_error(
                 req,
+                version,
                 status,
                 if is_transient(status) {
                     retry.after(&message)
@@ -531,6 +644,114 @@ impl OpenStackClient {
                 },
             ));
         }
+    }
+
+    /// The version to send for `req` to the endpoint `base`: what the call needs, or the
+    /// endpoint's minimum if that is higher. The endpoint's range comes from its version
+    /// document, read once per endpoint. A call that needs more than the endpoint's maximum
+    /// is refused here, before anything is sent, saying what the cloud serves; an endpoint
+    /// whose document cannot be read gets the needed version (a 406 then says it all).
+    async fn version_for(
+        &self,
+        req: &Request,
+        base: &str,
+        session: &Session,
+    ) -> Result<ApiVersion> {
+        let Some(doc_url) = req.service.version_document(base) else {
+            return Ok(req.prefers);
+        };
+        let cached = self.lock_versions().get(&doc_url).copied();
+        let range = match cached {
+            Some(range) => range,
+            None => {
+                let range = self.read_versions(req.service, &doc_url, session).await;
+                match range {
+                    Some(r) if r.max < req.service.highest_needed() => {
+                        tracing::warn!(
+                            service = req.service.name(),
+                            endpoint = %doc_url,
+                            max = %r.max,
+                            needed = %req.service.highest_needed(),
+                            "the cloud's API is older than what nodehealer uses: the calls that need more are refused"
+                        );
+                    }
+                    Some(r) => tracing::debug!(
+                        service = req.service.name(),
+                        endpoint = %doc_url,
+                        min = %r.min,
+                        max = %r.max,
+                        "API versions negotiated"
+                    ),
+                    None => tracing::debug!(
+                        service = req.service.name(),
+                        endpoint = %doc_url,
+                        "no version document: sending each call's version as it is"
+                    ),
+                }
+                self.lock_versions().insert(doc_url.clone(), range);
+                range
+            }
+        };
+        let Some(range) = range else {
+            return Ok(req.prefers);
+        };
+        if req.prefers > range.max && req.needs <= range.max {
+            tracing::debug!(
+                service = req.service.name(),
+                operation = req.operation,
+                prefers = %req.prefers,
+                max = %range.max,
+                "sending the endpoint's maximum version instead of the preferred one"
+            );
+        }
+        if req.needs > range.max {
+            let name = req.service.header_name();
+            tracing::warn!(
+                service = req.service.name(),
+                operation = req.operation,
+                needs = %req.needs,
+                max = %range.max,
+                "the cloud's API is too old for this call; not sent"
+            );
+            return Err(CloudError::Unsupported {
+                service: req.service.name(),
+                operation: req.operation,
+                message: format!(
+                    "{} needs {name} {}, and {doc_url} serves {name} {} to {}: nothing was sent",
+                    req.operation, req.needs, range.min, range.max
+                ),
+            });
+        }
+        Ok(req.prefers.min(range.max).max(req.needs).max(range.min))
+    }
+
+    fn lock_versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<VersionRange>>> {
+        // A panic while holding it leaves a map that is still right.
+        self.versions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `GET` of a version document (with our token: some deployments put it behind
+    /// authentication); None when it cannot be read or understood.
+    async fn read_versions(
+        &self,
+        service: Service,
+        url: &str,
+        session: &Session,
+    ) -> Option<VersionRange> {
+        let request = self
+            .http
+            .get(url)
+            .header("X-Auth-Token", session.token.expose())
+            .header(ACCEPT, "application/json");
+        let answer = self
+            .exchange(service.name(), "versions", &Method::GET, url, request)
+            .await
+            .ok()?;
+        if !answer.status.is_success() {
+            return None;
+        }
+        let doc: Value = serde_json::from_slice(&answer.body).ok()?;
+        service.version_range(&doc)
     }
 
     /// One HTTP exchange: sends, reads the whole answer, counts it, logs it (without headers
@@ -630,7 +851,12 @@ fn is_transient(status: StatusCode) -> bool {
 }
 
 /// The error for a non-2xx answer (after re-authentication and retries).
-fn status_error(req: &Request, status: StatusCode, message: String) -> CloudError {
+fn status_error(
+    req: &Request,
+    version: ApiVersion,
+    status: StatusCode,
+    message: String,
+) -> CloudError {
     let service = req.service.name();
     let operation = req.operation;
     match status.as_u16() {
@@ -654,7 +880,10 @@ fn status_error(req: &Request, status: StatusCode, message: String) -> CloudErro
         406 => CloudError::Unsupported {
             service,
             operation,
-            message: format!("the service does not serve {}: {message}", req.api_version),
+            message: format!(
+                "the service does not serve {} {version}: {message}",
+                req.service.header_name()
+            ),
         },
         s if is_transient(status) => CloudError::Unavailable {
             service,
@@ -698,8 +927,10 @@ const MESSAGE_LIMIT: usize = 300;
 pub(super) fn service_message(body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<Value>(body).ok().and_then(|v| {
         if let Some(first) = v.get("errors").and_then(|e| e.get(0)) {
+            // Magnum's microversion refusal keeps webob's `description` instead of `detail`.
             return first
                 .get("detail")
+                .or_else(|| first.get("description"))
                 .or_else(|| first.get("title"))
                 .and_then(Value::as_str)
                 .map(str::to_string);
@@ -882,6 +1113,58 @@ mod tests {
             assert!(matches!(e, CloudError::Config(_)), "{e:?}");
             assert!(e.to_string().contains("cloud c: the CA bundle"), "{e}");
         }
+    }
+
+    #[test]
+    fn version_documents_are_found_from_the_catalog_endpoints() {
+        let nova = |e: &str| Service::Nova.version_document(e);
+        assert_eq!(
+            nova("http://127.0.0.1:8774/v2.1").as_deref(),
+            Some("http://127.0.0.1:8774/v2.1/")
+        );
+        assert_eq!(
+            nova("https://cloud/compute/v2.1/8a2b9c/").as_deref(),
+            Some("https://cloud/compute/v2.1/"),
+            "a project id after the version"
+        );
+        assert_eq!(nova("https://cloud/compute"), None);
+        let magnum = |e: &str| Service::Magnum.version_document(e);
+        assert_eq!(
+            magnum("http://127.0.0.1:9511/v1").as_deref(),
+            Some("http://127.0.0.1:9511/")
+        );
+        assert_eq!(
+            magnum("https://cloud/container-infra/v1/").as_deref(),
+            Some("https://cloud/container-infra/")
+        );
+        let range = |service: Service, doc: Value| service.version_range(&doc);
+        assert_eq!(
+            range(
+                Service::Nova,
+                serde_json::json!({"version": {"id": "v2.1", "version": "2.100", "min_version": "2.1"}})
+            ),
+            Some(VersionRange {
+                min: ApiVersion::new(2, 1),
+                max: ApiVersion::new(2, 100)
+            })
+        );
+        assert_eq!(
+            range(
+                Service::Magnum,
+                serde_json::json!({"versions": [{"id": "v1", "min_version": "1.1", "max_version": "1.12"}]})
+            )
+            .map(|r| r.max),
+            Some(ApiVersion::new(1, 12))
+        );
+        // A Nova before microversions (`version` empty) gives no range: nothing is assumed.
+        assert_eq!(
+            range(
+                Service::Nova,
+                serde_json::json!({"version": {"version": "", "min_version": ""}})
+            ),
+            None
+        );
+        assert!(ApiVersion::new(2, 51) > ApiVersion::new(2, 9));
     }
 
     #[test]

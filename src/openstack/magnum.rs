@@ -9,8 +9,15 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::client::{OpenStackClient, Request, Service, parse_json, segment};
+use super::client::{
+    ApiVersion, MAGNUM_BASE_VERSION, OpenStackClient, Request, Service, parse_json, segment,
+};
 use super::error::Result;
+
+/// Resize (`actions/resize`, with `nodegroup`) appeared in 1.7.
+const RESIZE_VERSION: ApiVersion = ApiVersion::new(1, 7);
+/// From 1.10 Magnum allows nodegroups of no node (`magnum/api/controllers/v1/cluster.py`).
+const ZERO_NODES_VERSION: ApiVersion = ApiVersion::new(1, 10);
 
 /// The cluster label that turns auto-healing on, as magnum-auto-healer reads it.
 pub const AUTO_HEALING_LABEL: &str = "auto_healing_enabled";
@@ -219,7 +226,8 @@ pub(super) async fn cluster(client: &OpenStackClient, id_or_name: &str) -> Resul
         Service::Magnum,
         OP,
         format!("/clusters/{}", segment(id_or_name)),
-    );
+    )
+    .at(MAGNUM_BASE_VERSION);
     let answer = client.call(&req).await?;
     let wire: ClusterWire = parse_json("magnum", OP, &answer.body)?;
     Ok(wire.into())
@@ -257,15 +265,21 @@ pub(super) async fn resize(
             "nodes_to_remove": nodes_to_remove,
             "nodegroup": nodegroup,
         })),
-    );
+    )
+    // Resize, with its `nodegroup`, since 1.7.
+    .at(RESIZE_VERSION);
     client.call(&req).await.map(drop)
 }
 
 /// The JSON patch magnum-auto-healer sends: `replace` of `/health_status` and of
-/// `/health_status_reason`. magnum-auto-healer writes the reason map as a string (its JSON
-/// with `'` for `"`); Magnum's type for the field is a text-to-text map, so we send the map
-/// itself.
+/// `/health_status_reason`. Magnum takes only strings and integers as a patch value
+/// (`JsonPatchType.value` is `MultiType(wtypes.text, int)` in
+/// `magnum/api/controllers/v1/types.py`: an object is a 400), and reads a string given for
+/// `/health_status_reason` with Python's `ast.literal_eval` into the dict it stores
+/// (`magnum/api/utils.py`, `apply_jsonpatch`). So the map goes as text: its JSON, which is a
+/// Python dict display of strings (JSON's string escapes are Python's too).
 pub(super) fn health_patch(status: HealthStatus, reason: &BTreeMap<String, String>) -> Value {
+    let reason = serde_json::to_string(reason).unwrap_or_else(|_| "{}".to_string());
     json!([
         {"op": "replace", "path": "/health_status", "value": status.as_str()},
         {"op": "replace", "path": "/health_status_reason", "value": reason},
@@ -285,7 +299,11 @@ pub(super) async fn report_health(
         Method::PATCH,
         format!("/clusters/{}", segment(cluster)),
         Some(health_patch(status, reason)),
-    );
+    )
+    // Any version takes it; before 1.10 Magnum refuses any PATCH of a cluster whose default
+    // worker nodegroup has no node (`ZeroNodeCountNotSupported`), so 1.10 where served.
+    .at(MAGNUM_BASE_VERSION)
+    .preferring(ZERO_NODES_VERSION);
     client.call(&req).await.map(drop)
 }
 
@@ -373,12 +391,13 @@ mod tests {
         let (_, reason) = health_report(&[], true, now);
         assert_eq!(reason["api"], "error");
 
+        // Magnum takes a string (or an integer) as a patch value, never an object.
         assert_eq!(
             health_patch(HealthStatus::Unhealthy, &reason),
             json!([
                 {"op": "replace", "path": "/health_status", "value": "UNHEALTHY"},
                 {"op": "replace", "path": "/health_status_reason",
-                 "value": {"api": "error", "updated_at": "2026-11-23T10:00:00Z"}},
+                 "value": "{\"api\":\"error\",\"updated_at\":\"2026-11-23T10:00:00Z\"}"},
             ])
         );
     }

@@ -42,8 +42,8 @@ use std::collections::BTreeMap;
 use futures::future::BoxFuture;
 
 pub use client::{
-    ClientOptions, MAGNUM_API_VERSION, NOVA_INSTANCE_ACTIONS_MICROVERSION, NOVA_MICROVERSION,
-    OpenStackClient,
+    ApiVersion, ClientOptions, MAGNUM_API_VERSION, MAGNUM_BASE_VERSION,
+    NOVA_INSTANCE_ACTIONS_MICROVERSION, NOVA_MICROVERSION, OpenStackClient,
 };
 pub use clouds::{CloudConfig, Credentials, Interface, Secret};
 pub use error::{CloudError, Result};

@@ -127,8 +127,13 @@ struct ServerWire {
     #[serde(default)]
     name: String,
     status: String,
-    #[serde(rename = "OS-EXT-STS:task_state", default)]
-    task_state: Option<String>,
+    /// Outer None: the attribute is absent (a policy hides it), which is not "no task".
+    #[serde(
+        rename = "OS-EXT-STS:task_state",
+        default,
+        deserialize_with = "present"
+    )]
+    task_state: Option<Option<String>>,
     #[serde(rename = "OS-EXT-STS:vm_state", default)]
     vm_state: Option<String>,
     #[serde(rename = "OS-EXT-STS:power_state", default)]
@@ -142,13 +147,44 @@ struct ServerWire {
     updated: Option<String>,
 }
 
+/// A field that is present, null or not: `Some(value)`; absent fields take the default None.
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+impl ServerWire {
+    /// The server, if Nova showed what the remediation must know. `OS-EXT-STS:task_state` is a
+    /// policy-controlled attribute: absent, it says nothing, and reading it as "no task" would
+    /// take a server that is powering off for one that is off.
+    fn into_server(self, operation: &'static str) -> Result<Server> {
+        if self.task_state.is_none() {
+            return Err(CloudError::Unsupported {
+                service: "nova",
+                operation,
+                message: format!(
+                    "Nova shows server {} without OS-EXT-STS:task_state (a policy hides the \
+                     extended status attributes from these credentials): without it a server \
+                     being powered off cannot be told from one that is off, so nothing is \
+                     decided on it; let this user see the servers' extended status",
+                    self.id
+                ),
+            });
+        }
+        Ok(self.into())
+    }
+}
+
 impl From<ServerWire> for Server {
     fn from(w: ServerWire) -> Server {
         Server {
             id: w.id,
             name: w.name,
             status: w.status,
-            task_state: w.task_state.filter(|t| !t.is_empty()),
+            task_state: w.task_state.flatten().filter(|t| !t.is_empty()),
             vm_state: w.vm_state,
             power_state: w.power_state.map(PowerState::from_code),
             image_id: w
@@ -170,7 +206,7 @@ pub(super) async fn show(client: &OpenStackClient, id: &str) -> Result<Option<Se
     match client.call(&req).await {
         Ok(answer) => {
             let envelope: ServerEnvelope = parse_json("nova", OP, &answer.body)?;
-            Ok(Some(envelope.server.into()))
+            envelope.server.into_server(OP).map(Some)
         }
         Err(CloudError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e),
@@ -197,12 +233,11 @@ pub(super) async fn find_by_name(client: &OpenStackClient, name: &str) -> Result
         let answer = client.call(&req).await?;
         let page: ServerList = parse_json("nova", OP, &answer.body)?;
         let last = page.servers.last().map(|s| s.id.clone());
-        found.extend(
-            page.servers
-                .into_iter()
-                .filter(|s| s.name == name && s.status != status::DELETED)
-                .map(Server::from),
-        );
+        for s in page.servers {
+            if s.name == name && s.status != status::DELETED {
+                found.push(s.into_server(OP)?);
+            }
+        }
         let more = page.servers_links.iter().any(|l| l.rel == "next");
         match (more, last) {
             (true, Some(last)) => marker = Some(last),
@@ -389,7 +424,8 @@ pub(super) async fn deletion_evidence(
                 operation: SHOW,
                 message: format!(
                     "Nova answered action {} of server {id} without its events: it does not \
-                     honour {} (from 2.51 Nova shows its events to whoever may read an action)",
+                     honour compute {} (from 2.51 Nova shows its events to whoever may read an \
+                     action)",
                     delete.request_id, NOVA_INSTANCE_ACTIONS_MICROVERSION
                 ),
             })?;
@@ -473,6 +509,22 @@ mod tests {
         assert_eq!(s.image_id, None);
         assert!(s.is_off());
         assert_eq!(s.power_state, Some(PowerState::Shutdown));
+    }
+
+    #[test]
+    fn a_task_state_hidden_by_policy_is_not_read_as_no_task() {
+        let hidden: ServerEnvelope = serde_json::from_value(json!({"server": {
+            "id": "x", "name": "n", "status": "SHUTOFF", "image": "", "metadata": {}
+        }}))
+        .unwrap();
+        let e = hidden.server.into_server("server_show").unwrap_err();
+        assert!(matches!(e, CloudError::Unsupported { .. }), "{e:?}");
+        assert!(e.to_string().contains("OS-EXT-STS:task_state"), "{e}");
+        let null: ServerEnvelope = serde_json::from_value(json!({"server": {
+            "id": "x", "name": "n", "status": "SHUTOFF", "OS-EXT-STS:task_state": null
+        }}))
+        .unwrap();
+        assert!(null.server.into_server("server_show").unwrap().is_off());
     }
 
     #[test]

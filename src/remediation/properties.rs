@@ -453,3 +453,260 @@ fn the_generated_worlds_reach_every_step() {
         );
     }
 }
+
+/// A Nova that sequences a rebuild as the real one does (`nova/compute/manager.py`,
+/// `_do_rebuild_instance`): REBUILD through its three task states, a moment of ACTIVE with no
+/// task (seen by one look, or by none), then, for a server that was stopped, powering-off and
+/// SHUTOFF again; or, as `keeps_running` plays, a Nova that leaves it ACTIVE. Its clock is
+/// `skew` seconds off ours.
+#[derive(Clone, Debug)]
+struct RebuildNova {
+    status: &'static str,
+    task: Option<&'static str>,
+    /// How many more looks see the current state (the last state lasts).
+    remaining: u8,
+    /// The states still to come, each with the number of looks that see it.
+    ahead: Vec<(&'static str, Option<&'static str>, u8)>,
+    updated: i64,
+    keeps_running: bool,
+    skew: i64,
+    /// Nova booted the guest anew for us (start, unshelve, rebuild).
+    booted: bool,
+}
+
+impl RebuildNova {
+    fn set(&mut self, status: &'static str, task: Option<&'static str>, looks: u8, now: i64) {
+        self.status = status;
+        self.task = task;
+        self.remaining = looks;
+        self.updated = now + self.skew;
+    }
+
+    /// Nova accepts `request` (202) at `now`: what it does at once, and what comes after.
+    fn accept(&mut self, request: &CloudRequest, now: i64, looks: &[u8; 6]) {
+        let was_stopped = self.status == "SHUTOFF";
+        self.ahead.clear();
+        self.booted |= request.kind().runs_the_guest();
+        match request {
+            CloudRequest::Stop => {
+                self.set("ACTIVE", Some("powering-off"), looks[0], now);
+                self.ahead.push(("SHUTOFF", None, 1));
+            }
+            CloudRequest::Start => {
+                self.set("SHUTOFF", Some("powering-on"), looks[0], now);
+                self.ahead.push(("ACTIVE", None, 1));
+            }
+            CloudRequest::Unshelve => {
+                self.set("SHELVED_OFFLOADED", Some("unshelving"), looks[0], now);
+                self.ahead.push(("BUILD", Some("spawning"), looks[1]));
+                self.ahead.push(("ACTIVE", None, 1));
+            }
+            CloudRequest::Rebuild { .. } => {
+                self.set("REBUILD", Some("rebuilding"), looks[0], now);
+                self.ahead
+                    .push(("REBUILD", Some("rebuild_block_device_mapping"), looks[1]));
+                self.ahead
+                    .push(("REBUILD", Some("rebuild_spawning"), looks[2]));
+                if was_stopped && !self.keeps_running {
+                    // The moment of ACTIVE: one look sees it, or none.
+                    if looks[3] % 2 == 1 {
+                        self.ahead.push(("ACTIVE", None, 1));
+                    }
+                    self.ahead.push(("ACTIVE", Some("powering-off"), looks[4]));
+                    self.ahead.push(("SHUTOFF", None, 1));
+                } else {
+                    self.ahead.push(("ACTIVE", None, 1));
+                }
+            }
+            CloudRequest::Reboot { .. } | CloudRequest::Delete | CloudRequest::MagnumResize => {}
+        }
+    }
+
+    /// One look later.
+    fn advance(&mut self, now: i64) {
+        if self.remaining > 1 {
+            self.remaining -= 1;
+            return;
+        }
+        if !self.ahead.is_empty() {
+            let (status, task, looks) = self.ahead.remove(0);
+            self.set(status, task, looks.max(1), now);
+        }
+    }
+
+    /// The guest runs and will keep running: nothing ahead would stop it.
+    fn ends_running(&self) -> bool {
+        let last = self
+            .ahead
+            .last()
+            .map_or((self.status, self.task), |(s, t, _)| (*s, *t));
+        last == ("ACTIVE", None)
+    }
+}
+
+/// One look of the Rebuild world: what becomes of a request, the node's noise, time.
+#[derive(Clone, Debug)]
+struct RebuildTurn {
+    answer: Answer,
+    /// A node Ready while its server is not (yet) running for good: a kubelet heartbeat in the
+    /// moment of ACTIVE, or a stale one.
+    node_ready_noise: bool,
+    advance_secs: i64,
+    looks: [u8; 6],
+}
+
+fn rebuild_turn() -> impl Strategy<Value = RebuildTurn> {
+    (
+        prop::sample::select(vec![
+            Answer::Accepted,
+            Answer::Accepted,
+            Answer::Accepted,
+            Answer::Lost,
+        ]),
+        prop::bool::weighted(0.3),
+        1i64..4,
+        prop::array::uniform6(1u8..4),
+    )
+        .prop_map(
+            |(answer, node_ready_noise, advance_secs, looks)| RebuildTurn {
+                answer,
+                node_ready_noise,
+                advance_secs,
+                looks,
+            },
+        )
+}
+
+/// Drives a Rebuild against [`RebuildNova`]: it never ends Succeeded with a server that is (or
+/// is about to be) off, whatever the node says in the meantime; and with answers that arrive,
+/// it ends Succeeded.
+fn drive_rebuild(
+    shelved: bool,
+    keeps_running: bool,
+    skew: i64,
+    turns: &[RebuildTurn],
+) -> Result<(), TestCaseError> {
+    let spec = spec(
+        RemediationAction::Rebuild,
+        WorkloadEviction::OutOfServiceTaint,
+        false,
+    );
+    let mut nova = RebuildNova {
+        status: if shelved {
+            "SHELVED_OFFLOADED"
+        } else {
+            "ACTIVE"
+        },
+        task: None,
+        remaining: 1,
+        ahead: Vec::new(),
+        updated: -1000 + skew,
+        keeps_running,
+        skew,
+        booted: false,
+    };
+    let mut status = RemediationStatus {
+        server_id: Some("srv".into()),
+        ..RemediationStatus::default()
+    };
+    let mut now = 0i64;
+    // Whether an answer was lost: then the lost-request grace, and perhaps the step's
+    // timeout, may run out first.
+    let mut lost_any = false;
+    for (i, turn) in turns.iter().enumerate() {
+        let running = nova.status == "ACTIVE" && nova.task.is_none() && nova.ends_running();
+        let observed = Observed {
+            // The node is broken until Nova ran the guest again for us; then it follows the
+            // guest, with noise while the guest is not running for good.
+            node: Some(NodeObservation {
+                ready: nova.booted
+                    && (running || (turn.node_ready_noise && nova.status == "ACTIVE")),
+            }),
+            server: ServerObservation::Present(ServerState {
+                status: nova.status.to_string(),
+                task_state: nova.task.map(str::to_string),
+                image_id: "img".into(),
+                updated: Some(t(nova.updated)),
+            }),
+            deletion: None,
+            workloads: Some(Workloads::default()),
+            cluster_status: None,
+            cluster_status_reason: None,
+            cluster_auto_healing: None,
+            fence_confirmed_by: None,
+            leading_for: StdDuration::MAX,
+            node_out_of_service: false,
+        };
+        let plan = next(&spec, &status, &observed, t(now), Some(1));
+        status = plan.status;
+        if let Action::Cloud(request) = &plan.action {
+            // A lost answer: Nova got it half of the time.
+            let arrived = match turn.answer {
+                Answer::Accepted => true,
+                Answer::Lost => turn.looks[5] % 2 == 0,
+                Answer::Refused => false,
+            };
+            if arrived {
+                nova.accept(request, now, &turn.looks);
+            }
+            lost_any |= !matches!(turn.answer, Answer::Accepted);
+            let result = match turn.answer {
+                Answer::Accepted => SendResult::Accepted,
+                Answer::Lost | Answer::Refused => SendResult::Unknown {
+                    message: "timed out".into(),
+                },
+            };
+            record_result(&mut status, request.kind(), &result);
+        }
+        if status.phase == Some(RemediationPhase::Succeeded) {
+            prop_assert!(
+                nova.ends_running(),
+                "turn {i}: Succeeded with the server {} {:?}, then {:?}",
+                nova.status,
+                nova.task,
+                nova.ahead
+            );
+            return Ok(());
+        }
+        // Lost answers cost the lost-request grace each, and may cost the step's timeout.
+        if lost_any && status.phase == Some(RemediationPhase::Failed) {
+            return Ok(());
+        }
+        prop_assert_ne!(
+            status.phase,
+            Some(RemediationPhase::Failed),
+            "turn {}: failed: {:?}",
+            i,
+            status.last_error
+        );
+        let stored = serde_json::to_value(&status).unwrap();
+        status = serde_json::from_value(stored).unwrap();
+        if plan.action != Action::Wait(StdDuration::ZERO) {
+            now += turn.advance_secs;
+            nova.advance(now);
+        }
+    }
+    prop_assert!(
+        lost_any,
+        "never ended: {:?}, server {} {:?}, then {:?}",
+        status.phase,
+        nova.status,
+        nova.task,
+        nova.ahead
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn a_rebuild_ends_with_the_server_running_however_nova_sequences_it(
+        shelved in prop::bool::weighted(0.2),
+        keeps_running in prop::bool::weighted(0.3),
+        skew in -30i64..30,
+        turns in prop::collection::vec(rebuild_turn(), 60..150),
+    ) {
+        drive_rebuild(shelved, keeps_running, skew, &turns)?;
+    }
+}

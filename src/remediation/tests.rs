@@ -115,6 +115,8 @@ fn recorded(kind: RequestKind, outcome: Option<RequestOutcome>) -> OpenStackRequ
         target: None,
         server_updated: None,
         cluster_status: None,
+        server_stopped: None,
+        active_seen_at: None,
         outcome,
     }
 }
@@ -797,6 +799,8 @@ fn a_remediation_deleted_half_way_powers_back_on_what_it_powered_off() {
             target: None,
             server_updated: None,
             cluster_status: None,
+            server_stopped: None,
+            active_seen_at: None,
             outcome: Some(RequestOutcome::Accepted),
         });
     assert_eq!(
@@ -891,6 +895,8 @@ fn a_server_change_in_the_same_second_as_the_record_is_no_proof_the_request_arri
             target: None,
             server_updated: None,
             cluster_status: None,
+            server_stopped: None,
+            active_seen_at: None,
             outcome: None,
         }],
         message: None,
@@ -999,11 +1005,14 @@ fn a_shelved_server_is_unshelved_before_it_is_rebuilt() {
         run(&spec, &status, &rebuilding, t(5)).action,
         Action::Wait(POLL)
     );
-    // A moment of ACTIVE right after the rebuild is not the end, even with the node Ready.
+    // The server was running (unshelved) when it was rebuilt: Nova leaves it running, so
+    // ACTIVE with no task ends the rebuild at once.
+    assert_eq!(
+        status.steps.last().unwrap().requests[1].server_stopped,
+        Some(false)
+    );
     let ready_active = observed(Some(true), server("ACTIVE", None));
     let plan = run(&spec, &status, &ready_active, t(8));
-    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
-    let plan = run(&spec, &status, &ready_active, t(10));
     assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
     assert_eq!(
         sent_requests(&plan.status),
@@ -1464,13 +1473,10 @@ fn the_out_of_service_taint_needs_a_recorded_evidence() {
     );
 }
 
-#[test]
-fn a_rebuilt_server_nova_stops_again_is_powered_on() {
-    // Real Nova keeps a stopped server stopped: REBUILD, a moment of ACTIVE with no task, then
-    // powering-off and SHUTOFF. The moment of ACTIVE is not the end.
-    let spec = spec(RemediationAction::Rebuild);
+/// A Rebuild fenced and released, its `rebuild` of the SHUTOFF server accepted at t(2).
+fn rebuild_sent_to_a_stopped_server(spec: &RemediationSpec) -> RemediationStatus {
     let mut status = run(
-        &spec,
+        spec,
         &RemediationStatus::default(),
         &observed(Some(false), server("ACTIVE", None)),
         t(0),
@@ -1479,32 +1485,199 @@ fn a_rebuilt_server_nova_stops_again_is_powered_on() {
     accept_last(&mut status);
     let mut off = observed(Some(false), server("SHUTOFF", None));
     off.workloads = Some(Workloads::default());
-    let plan = run(&spec, &status, &off, t(2));
+    let plan = run(spec, &status, &off, t(2));
     assert!(matches!(
         plan.action,
         Action::Cloud(CloudRequest::Rebuild { .. })
     ));
     let mut status = plan.status;
     accept_last(&mut status);
-    let brief_active = |at: i64| {
-        observed(
-            Some(false),
-            ServerObservation::Present(ServerState {
-                status: "ACTIVE".into(),
-                task_state: None,
-                image_id: "img-1".into(),
-                updated: Some(t(at)),
-            }),
-        )
-    };
-    let plan = run(&spec, &status, &brief_active(4), t(4));
-    assert_eq!(plan.action, Action::Wait(POLL), "not taken for running yet");
-    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
-    let plan = run(&spec, &plan.status, &off, t(5));
+    status
+}
+
+/// The server as Nova shows it, `updated` at `updated` (Nova's clock).
+fn nova_at(node_ready: bool, status: &str, task: Option<&str>, updated: i64) -> Observed {
+    observed(
+        Some(node_ready),
+        ServerObservation::Present(ServerState {
+            status: status.into(),
+            task_state: task.map(Into::into),
+            image_id: "img-1".into(),
+            updated: Some(t(updated)),
+        }),
+    )
+}
+
+#[test]
+fn a_rebuilt_server_nova_stops_again_is_powered_on() {
+    // Real Nova keeps a stopped server stopped: REBUILD (rebuilding, block device mapping,
+    // spawning), a moment of ACTIVE with no task, then powering-off and SHUTOFF. The moment of
+    // ACTIVE is not the end, not even with a node that reports Ready in it, and not even when
+    // Nova's clock is behind ours (its `updated` looks old): only SHUTOFF, then os-start.
+    let spec = spec(RemediationAction::Rebuild);
+    let mut status = rebuild_sent_to_a_stopped_server(&spec);
+    let rebuild = status.steps.last().unwrap().requests.last().unwrap();
+    assert_eq!(rebuild.server_stopped, Some(true), "recorded when decided");
+    // Nova's clock runs 20 s behind ours; the rebuild takes a while.
+    let sequence = [
+        (false, "REBUILD", Some("rebuilding"), 3, -17),
+        (
+            false,
+            "REBUILD",
+            Some("rebuild_block_device_mapping"),
+            5,
+            -15,
+        ),
+        (false, "REBUILD", Some("rebuild_spawning"), 7, -13),
+        (true, "ACTIVE", None, 12, -8),
+        (true, "ACTIVE", Some("powering-off"), 13, -7),
+    ];
+    for (ready, nova_status, task, at, updated) in sequence {
+        let plan = run(
+            &spec,
+            &status,
+            &nova_at(ready, nova_status, task, updated),
+            t(at),
+        );
+        assert_eq!(
+            plan.action,
+            Action::Wait(POLL),
+            "{nova_status} {task:?}: nothing to do yet"
+        );
+        assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+        status = plan.status;
+    }
+    let plan = run(&spec, &status, &nova_at(false, "SHUTOFF", None, -6), t(14));
     assert_eq!(plan.action, Action::Cloud(CloudRequest::Start));
-    // A Nova that does leave it running: ACTIVE, unchanged for the settle time, is done.
-    let plan = run(&spec, &status, &brief_active(4), t(10));
+    let mut status = plan.status;
+    accept_last(&mut status);
+    let plan = run(&spec, &status, &nova_at(false, "ACTIVE", None, -5), t(16));
     assert_eq!(plan.status.phase, Some(RemediationPhase::WaitingForNode));
+    let plan = run(
+        &spec,
+        &plan.status,
+        &nova_at(true, "ACTIVE", None, -5),
+        t(20),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert_eq!(
+        sent_requests(&plan.status),
+        vec![RequestKind::Stop, RequestKind::Rebuild, RequestKind::Start]
+    );
+}
+
+#[test]
+fn a_remediation_deleted_in_the_moment_of_active_after_a_rebuild_waits_and_powers_on() {
+    // Deleted while Nova shows the rebuilt, formerly stopped server ACTIVE for a moment: Nova
+    // stops it right after, so the finalizer waits for that and then powers it on.
+    let spec = spec(RemediationAction::Rebuild);
+    let status = rebuild_sent_to_a_stopped_server(&spec);
+    let moment = server("ACTIVE", None);
+    assert_eq!(
+        power_restore(&spec, &status, &moment, false),
+        PowerRestore::WaitForStop
+    );
+    assert_eq!(
+        power_restore(&spec, &status, &server("SHUTOFF", None), false),
+        PowerRestore::Start
+    );
+    // Once the step is over (Nova left it running, or it was started), there is nothing to do.
+    let mut done = status.clone();
+    done.steps.last_mut().unwrap().finished = Some(Time(t(20)));
+    assert_eq!(
+        power_restore(&spec, &done, &moment, false),
+        PowerRestore::Nothing
+    );
+}
+
+#[test]
+fn a_rebuilt_stopped_server_that_nova_leaves_running_is_done_once_it_stays_active() {
+    // A Nova that does not stop it again: ACTIVE with no task, seen again a settle later by our
+    // own looks (Nova's `updated` is never compared with our clock).
+    let spec = spec(RemediationAction::Rebuild);
+    let status = rebuild_sent_to_a_stopped_server(&spec);
+    let active = nova_at(true, "ACTIVE", None, 500);
+    let plan = run(&spec, &status, &active, t(4));
+    assert_eq!(plan.action, Action::Wait(POLL));
+    assert_eq!(
+        plan.status
+            .steps
+            .last()
+            .unwrap()
+            .requests
+            .last()
+            .unwrap()
+            .active_seen_at,
+        Some(Time(t(4)))
+    );
+    let plan = run(&spec, &plan.status, &active, t(6));
+    assert_eq!(
+        plan.status.phase,
+        Some(RemediationPhase::Recovering),
+        "not settled yet"
+    );
+    // Something else in between starts the count again.
+    let plan = run(
+        &spec,
+        &plan.status,
+        &nova_at(true, "ACTIVE", Some("powering-off"), 501),
+        t(7),
+    );
+    let between = plan.status;
+    assert_eq!(
+        between
+            .steps
+            .last()
+            .unwrap()
+            .requests
+            .last()
+            .unwrap()
+            .active_seen_at,
+        None
+    );
+    let plan = run(&spec, &between, &active, t(8));
+    let plan = run(
+        &spec,
+        &plan.status,
+        &active,
+        t(8) + jiff::SignedDuration::from_secs(REBUILT_ACTIVE_SETTLE.as_secs() as i64 - 1),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+    let plan = run(
+        &spec,
+        &plan.status,
+        &active,
+        t(8) + jiff::SignedDuration::from_secs(REBUILT_ACTIVE_SETTLE.as_secs() as i64),
+    );
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Succeeded));
+    assert_eq!(
+        sent_requests(&plan.status),
+        vec![RequestKind::Stop, RequestKind::Rebuild],
+        "nothing to start: Nova left it running"
+    );
+}
+
+#[test]
+fn a_rebuild_recorded_by_an_earlier_release_is_taken_as_one_of_a_stopped_server() {
+    let spec = spec(RemediationAction::Rebuild);
+    let mut status = rebuild_sent_to_a_stopped_server(&spec);
+    let rebuild = status
+        .steps
+        .last_mut()
+        .unwrap()
+        .requests
+        .last_mut()
+        .unwrap();
+    rebuild.server_stopped = None;
+    let plan = run(&spec, &status, &nova_at(true, "ACTIVE", None, 3), t(3));
+    assert_eq!(plan.status.phase, Some(RemediationPhase::Recovering));
+    let plan = run(
+        &spec,
+        &plan.status,
+        &nova_at(false, "SHUTOFF", None, 4),
+        t(4),
+    );
+    assert_eq!(plan.action, Action::Cloud(CloudRequest::Start));
 }
 
 #[test]

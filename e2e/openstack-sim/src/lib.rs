@@ -45,6 +45,7 @@ mod keystone;
 mod magnum;
 mod magnum_conductor;
 mod nova;
+mod pyliteral;
 mod requests;
 mod state;
 
@@ -69,7 +70,7 @@ use state::State;
 /// Nova's microversions served: 2.1 up to this minor version (`latest` means it).
 pub const NOVA_MAX_MICROVERSION: &str = "2.100";
 /// Magnum's API versions served: 1.1 up to this one.
-pub const MAGNUM_MAX_VERSION: &str = "1.10";
+pub const MAGNUM_MAX_VERSION: &str = "1.12";
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -94,6 +95,12 @@ pub struct SimConfig {
     /// Nova serves microversions 2.1 to 2.this (at most [`NOVA_MAX_MICROVERSION`]'s): a
     /// lower one plays an older Nova, which answers 406 to anything newer.
     pub nova_max_minor: u16,
+    /// Magnum serves 1.1 to 1.this (at most [`MAGNUM_MAX_VERSION`]'s): a lower one plays an
+    /// older Magnum.
+    pub magnum_max_minor: u16,
+    /// Play a policy that hides the `OS-EXT-STS:*` attributes (task, vm and power state) from
+    /// the callers: servers are shown without them.
+    pub hide_extended_status: bool,
 }
 
 impl Default for SimConfig {
@@ -107,6 +114,8 @@ impl Default for SimConfig {
             busy_cluster_updates: BusyClusterPolicy::default(),
             availability_zone: "nova".into(),
             nova_max_minor: nova::MAX_MINOR,
+            magnum_max_minor: magnum::MAX_MINOR,
+            hide_extended_status: false,
         }
     }
 }
@@ -236,6 +245,18 @@ impl Sim {
     /// default project (the scope of a token requested without one).
     pub fn add_user(&self, name: &str, password: &str, domain: &str, project_id: &str) -> String {
         self.with_quiet(|st| st.add_user(name, password, domain, project_id))
+    }
+
+    /// Adds a user with the `admin` role on `project_id`: Nova shows it (and lets it act on)
+    /// the servers of every project, as it does a cloud admin.
+    pub fn add_admin(&self, name: &str, password: &str, domain: &str, project_id: &str) -> String {
+        self.with_quiet(|st| {
+            let id = st.add_user(name, password, domain, project_id);
+            if let Some(u) = st.users.get_mut(&id) {
+                u.admin = true;
+            }
+            id
+        })
     }
 
     /// Adds an application credential of `user_id`, bound to the user's project.

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,11 +16,14 @@ use serde_json::{Value, json};
 
 use crate::Sim;
 use crate::keystone::require_token;
+use crate::pyliteral::{Py, literal_eval};
 use crate::state::{Caller, Cluster, MagnumError, NodeGroup, State as Cloud};
 use crate::time;
 
 const MIN_MINOR: u16 = 1;
-const MAX_MINOR: u16 = 10;
+/// 2025.2's Magnum serves 1.1 to 1.12 (`magnum/api/controllers/versions.py`,
+/// `CURRENT_MAX_VER`).
+pub(crate) const MAX_MINOR: u16 = 12;
 /// Resize appeared in 1.7, nodegroups in 1.9, zero-sized nodegroups in 1.10.
 const RESIZE_SINCE: u16 = 7;
 const NODEGROUPS_SINCE: u16 = 9;
@@ -48,7 +51,7 @@ pub(crate) fn router(sim: Sim) -> Router<Sim> {
             "/container-infra/v1/clusters/{id}/actions/resize",
             post(resize),
         )
-        .route_layer(from_fn(api_version))
+        .route_layer(from_fn_with_state(sim.clone(), api_version))
         .route_layer(from_fn_with_state(sim, require_token));
     Router::new()
         .route("/container-infra", get(versions))
@@ -58,15 +61,16 @@ pub(crate) fn router(sim: Sim) -> Router<Sim> {
         .merge(api)
 }
 
-/// Magnum's error shape (its ParsableErrorMiddleware):
-/// `{"errors": [{"request_id", "code": "client"|"server", "status", "title", "detail", "links"}]}`.
+/// Magnum's error shape (`magnum/api/middleware/parsable_error.py`):
+/// `{"errors": [{"request_id", "code": "client"|"server", "status", "title", "detail", "links"}]}`,
+/// the title being the fault string up to its first full stop.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     let code = if status.is_server_error() {
         "server"
     } else {
         "client"
     };
-    let title = message.trim_end_matches('.');
+    let title = message.split_once('.').map_or(message, |(first, _)| first);
     let body = json!({"errors": [{
         "request_id": "",
         "code": code,
@@ -95,7 +99,7 @@ async fn versions(State(sim): State<Sim>) -> Json<Value> {
             "links": [{"href": format!("{base}/container-infra/v1/"), "rel": "self"}],
             "status": "CURRENT",
             "min_version": format!("1.{MIN_MINOR}"),
-            "max_version": crate::MAGNUM_MAX_VERSION,
+            "max_version": format!("1.{}", sim.config().magnum_max_minor),
         }]
     }))
 }
@@ -117,61 +121,114 @@ async fn v1(State(sim): State<Sim>) -> Json<Value> {
     }))
 }
 
-/// `OpenStack-API-Version: container-infra 1.X` (or `latest`); without it 1.1. An entry
-/// for another service only is a 406, as Magnum's parser refuses it.
-fn requested_minor(headers: &HeaderMap) -> Result<u16, String> {
+/// How Magnum refuses a version (`magnum/api/controllers/versions.py`, `parse_headers`, and
+/// `v1/__init__.py`, `_check_version`).
+#[derive(Debug, PartialEq)]
+enum VersionRefusal {
+    /// The header is not `container-infra <version>` (a list of services is not read: Magnum
+    /// splits the whole value on white space and wants two words).
+    Malformed(&'static str),
+    /// A well-formed version outside 1.1 to 1.max: `HTTPNotAcceptableAPIVersion`.
+    Unsupported { version: String, message: String },
+}
+
+/// `OpenStack-API-Version: container-infra 1.X` (or `latest`); without it 1.1.
+fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, VersionRefusal> {
     let Some(raw) = headers
         .get("OpenStack-API-Version")
         .and_then(|v| v.to_str().ok())
     else {
         return Ok(MIN_MINOR);
     };
-    let version = raw
-        .split(',')
-        .find_map(|entry| {
-            let mut parts = entry.split_whitespace();
-            match (parts.next(), parts.next()) {
-                (Some("container-infra"), Some(v)) => Some(v.to_string()),
-                _ => None,
-            }
-        })
-        .ok_or_else(|| "Invalid service type for OpenStack-API-Version header".to_string())?;
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    let [service, version] = words[..] else {
+        return Err(VersionRefusal::Malformed(
+            "Invalid service type for OpenStack-API-Version header",
+        ));
+    };
     if version.eq_ignore_ascii_case("latest") {
-        return Ok(MAX_MINOR);
+        return Ok(max);
+    }
+    if service != "container-infra" {
+        return Err(VersionRefusal::Malformed(
+            "Invalid service type for OpenStack-API-Version header",
+        ));
     }
     let parsed = version
         .split_once('.')
         .and_then(|(major, minor)| Some((major.parse::<u16>().ok()?, minor.parse::<u16>().ok()?)));
     let Some((major, minor)) = parsed else {
-        return Err("Invalid value for OpenStack-API-Version header".into());
-    };
-    if major != 1 || !(MIN_MINOR..=MAX_MINOR).contains(&minor) {
-        return Err(format!(
-            "Version {version} was requested but the minor version is not supported by this service. \
-             The supported version range is: [1.{MIN_MINOR}, 1.{MAX_MINOR}]."
+        return Err(VersionRefusal::Malformed(
+            "Invalid value for OpenStack-API-Version header",
         ));
+    };
+    let range = format!("[container-infra 1.{MIN_MINOR}, container-infra 1.{max}]");
+    let refused = |message: String| VersionRefusal::Unsupported {
+        version: format!("{major}.{minor}"),
+        message,
+    };
+    if major != 1 {
+        return Err(refused(format!(
+            "Mutually exclusive versions requested. Version {major}.{minor} requested but not \
+             supported by this service.The supported version range is: {range}."
+        )));
+    }
+    if !(MIN_MINOR..=max).contains(&minor) {
+        return Err(refused(format!(
+            "Version {major}.{minor} was requested but the minor version is not supported by \
+             this service. The supported version range is: {range}."
+        )));
     }
     Ok(minor)
 }
 
-async fn api_version(mut req: Request, next: Next) -> Response {
-    let (mut response, minor) = match requested_minor(req.headers()) {
+/// The 406 of a version outside the range (`magnum/api/http_error.py`): kept as it is by the
+/// error middleware because it carries `min_version`.
+fn version_unsupported(message: &str, max: u16) -> Response {
+    let body = json!({"errors": [{
+        "code": "magnum.microversion-unsupported",
+        "title": "Requested microversion is unsupported",
+        "description": message,
+        "min_version": format!("1.{MIN_MINOR}"),
+        "max_version": format!("1.{max}"),
+        "links": [{"rel": "help", "href": "http://docs.openstack.org/api-guide/compute/microversions.html"}],
+    }]});
+    (StatusCode::NOT_ACCEPTABLE, Json(body)).into_response()
+}
+
+async fn api_version(State(sim): State<Sim>, mut req: Request, next: Next) -> Response {
+    let max = sim.config().magnum_max_minor;
+    let (mut response, minor) = match requested_minor(req.headers(), max) {
         Ok(minor) => {
             req.extensions_mut().insert(ApiVersion(minor));
-            (next.run(req).await, Some(minor))
+            (next.run(req).await, Some(format!("1.{minor}")))
         }
-        Err(message) => (error(StatusCode::NOT_ACCEPTABLE, &message), None),
+        // webob's own 406: no version headers, and the error middleware finds no fault code.
+        Err(VersionRefusal::Malformed(message)) => {
+            let body = json!({"errors": [{
+                "request_id": "",
+                "code": "",
+                "status": 406,
+                "title": "Not Acceptable",
+                "detail": message,
+                "links": [],
+            }]});
+            return (StatusCode::NOT_ACCEPTABLE, Json(body)).into_response();
+        }
+        Err(VersionRefusal::Unsupported { version, message }) => {
+            (version_unsupported(&message, max), Some(version))
+        }
     };
     let headers = response.headers_mut();
-    if let Some(minor) = minor
-        && let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{minor}"))
-    {
+    // Magnum echoes the version it parsed, refused or not (`_route` sets it before the check).
+    let echoed = minor.map(|m| format!("container-infra {m}"));
+    if let Some(v) = echoed.and_then(|v| HeaderValue::from_str(&v).ok()) {
         headers.insert("OpenStack-API-Version", v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{MIN_MINOR}")) {
         headers.insert("OpenStack-API-Minimum-Version", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{MAX_MINOR}")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("container-infra 1.{max}")) {
         headers.insert("OpenStack-API-Maximum-Version", v);
     }
     headers.insert("Vary", HeaderValue::from_static("OpenStack-API-Version"));
@@ -397,7 +454,7 @@ fn check_resize(ng: &NodeGroup, node_count: u32, v: ApiVersion) -> Result<(), Ma
     if node_count == 0 && v.0 < ZERO_NODES_SINCE {
         return Err(MagnumError::new(
             400,
-            "Resizing a nodegroup to zero is not supported in the requested microversion.",
+            "Resizing a nodegroup to zero is not supported in the provided microversion.",
         ));
     }
     if ng.role == "master" {
@@ -547,7 +604,8 @@ const FIXED: &[&str] = &[
     "merge_labels",
     "master_lb_enabled",
 ];
-const HEALTH: &[&str] = &["HEALTHY", "UNHEALTHY", "UNKNOWN"];
+/// In the order Magnum 21.x lists them in its refusal (a Python set).
+const HEALTH: &[&str] = &["HEALTHY", "UNKNOWN", "UNHEALTHY"];
 
 /// What a PATCH document asks for.
 #[derive(Debug, Default, PartialEq)]
@@ -557,30 +615,148 @@ struct ClusterPatch {
     health_status_reason: Option<BTreeMap<String, String>>,
 }
 
-fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> {
+/// The checks Magnum's API makes of a patch document before it looks at the cluster: wsme's
+/// reading of `[ClusterPatchType]` (`magnum/api/controllers/v1/types.py`, `JsonPatchType`):
+/// `path` matches `^(/[\w-]+)+$`, `op` is add, replace or remove, and `value` is a string or
+/// an integer (`MultiType(wtypes.text, int)`): an object, a list or a float is refused with
+/// wsme's `InvalidInput`, Magnum's error middleware putting it in its `errors` shape.
+fn check_patch_document(doc: &Value) -> Result<&Vec<Value>, MagnumError> {
     let bad = |m: String| MagnumError::new(400, m);
     let ops = doc
         .as_array()
         .ok_or_else(|| bad("Invalid input: a JSON patch must be a list of operations.".into()))?;
-    let mut patch = ClusterPatch::default();
+    let path_ok = |p: &str| {
+        p.starts_with('/')
+            && p[1..].split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            })
+    };
     for op in ops {
-        let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
-        let path = op.get("path").and_then(Value::as_str).unwrap_or("");
-        if !matches!(kind, "add" | "replace" | "remove") {
+        let field = |name: &str| op.get(name).map(Py::from_json);
+        if let Some(value) = op.get("value") {
+            // Python's bool is an int, so JSON true/false pass.
+            let scalar = matches!(value, Value::String(_) | Value::Bool(_) | Value::Null)
+                || value.as_i64().is_some();
+            if !scalar {
+                let v = Py::from_json(value);
+                return Err(bad(format!(
+                    "Invalid input for field/attribute value. Value: '{}'. Wrong type. Expected \
+                     '(<class 'str'>, <class 'int'>)', got '{}'",
+                    v.str(),
+                    v.type_name()
+                )));
+            }
+        }
+        let kind = field("op").map(|v| v.str()).unwrap_or_default();
+        if !matches!(kind.as_str(), "add" | "replace" | "remove") {
             return Err(bad(format!(
-                "Invalid input for field/attribute op. Value: '{kind}'."
+                "Invalid input for field/attribute op. Value: '{kind}'. Value should be one of: add, replace, remove"
             )));
         }
-        let field = path.strip_prefix('/').ok_or_else(|| {
-            bad(format!(
-                "Invalid input for field/attribute path. Value: '{path}'."
-            ))
-        })?;
-        if INTERNAL.contains(&field) {
+        let path = field("path").map(|v| v.str()).unwrap_or_default();
+        if !path_ok(&path) {
+            return Err(bad(format!(
+                "Invalid input for field/attribute path. Value: '{path}'. Value should match the pattern ^(/[\\w-]+)+$"
+            )));
+        }
+        if INTERNAL.contains(&&path[1..]) {
             return Err(bad(format!(
                 "'{path}' is an internal attribute and can not be updated"
             )));
         }
+        if kind != "remove" && op.get("value").is_none_or(Value::is_null) {
+            return Err(bad("'add' and 'replace' operations needs value".into()));
+        }
+    }
+    Ok(ops)
+}
+
+/// The patch as Magnum's `PatchError` shows it: a list of dicts keyed path, op, value (the
+/// order wsme gives them).
+fn patch_repr(doc: &Value) -> String {
+    let Some(ops) = doc.as_array() else {
+        return Py::from_json(doc).repr();
+    };
+    let ops = ops
+        .iter()
+        .map(|op| {
+            Py::Dict(
+                ["path", "op", "value"]
+                    .iter()
+                    .filter_map(|k| Some((Py::Str(k.to_string()), Py::from_json(op.get(*k)?))))
+                    .collect(),
+            )
+        })
+        .collect();
+    Py::List(ops).repr()
+}
+
+/// A `health_status_reason` as Magnum's API stores it: a string is read with Python's
+/// `ast.literal_eval` (`magnum/api/utils.py`, `apply_jsonpatch`, for `replace` only), and the
+/// result must be the field's type, a dict of strings to strings
+/// (`wtypes.DictType(wtypes.text, wtypes.text)` in `v1/cluster.py`).
+fn health_reason(
+    kind: &str,
+    value: &Value,
+    doc: &Value,
+) -> Result<BTreeMap<String, String>, MagnumError> {
+    let parsed = match value {
+        Value::String(text) if kind == "replace" => literal_eval(text).map_err(|reason| {
+            MagnumError::new(
+                400,
+                format!(
+                    "Couldn't apply patch '{}'. Reason: {reason}",
+                    patch_repr(doc)
+                ),
+            )
+        })?,
+        Value::String(_) => Py::from_json(value),
+        // An integer: literal_eval refuses anything but a string.
+        other if kind == "replace" => {
+            return Err(MagnumError::new(
+                400,
+                format!(
+                    "Couldn't apply patch '{}'. Reason: malformed node or string: {}",
+                    patch_repr(doc),
+                    Py::from_json(other).repr()
+                ),
+            ));
+        }
+        other => Py::from_json(other),
+    };
+    let wrong = |got: &Py, expected: &str| {
+        MagnumError::new(
+            400,
+            format!(
+                "Invalid input for field/attribute health_status_reason. Value: '{}'. Wrong type. Expected '{expected}', got '{}'",
+                parsed.str(),
+                got.type_name()
+            ),
+        )
+    };
+    let Py::Dict(pairs) = &parsed else {
+        return Err(wrong(&parsed, "{<class 'str'>: <class 'str'>}"));
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| match (k, v) {
+            (Py::Str(k), Py::Str(v)) => Ok((k.clone(), v.clone())),
+            (Py::Str(_), other) | (other, _) => Err(wrong(other, "<class 'str'>")),
+        })
+        .collect()
+}
+
+fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> {
+    let bad = |m: String| MagnumError::new(400, m);
+    let ops = check_patch_document(doc)?;
+    let mut patch = ClusterPatch::default();
+    for op in ops {
+        let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
+        let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+        let field = &path[1..];
         if FIXED.contains(&field) {
             return Err(bad(format!("cannot change cluster property(ies) {field}.")));
         }
@@ -594,7 +770,7 @@ fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> 
                     .filter(|_| !removing)
                     .ok_or_else(|| bad("Invalid input for field/attribute node_count.".into()))?;
                 if n == 0 && v.0 < ZERO_NODES_SINCE {
-                    return Err(bad("Resizing a nodegroup to zero is not supported in the requested microversion.".into()));
+                    return Err(bad("Resizing a nodegroup to zero is not supported in the provided microversion.".into()));
                 }
                 patch.node_count = Some(n);
             }
@@ -603,8 +779,9 @@ fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> 
                 let s = value.and_then(Value::as_str).filter(|s| HEALTH.contains(s));
                 let s = s.ok_or_else(|| {
                     bad(format!(
-                        "Invalid input for field/attribute health_status. Value: '{}'.",
-                        value.unwrap_or(&Value::Null)
+                        "Invalid input for field/attribute health_status. Value: '{}'. Value should be one of: {}",
+                        value.map(Py::from_json).unwrap_or(Py::None).str(),
+                        HEALTH.join(", ")
                     ))
                 })?;
                 patch.health_status = Some(Some(s.to_string()));
@@ -613,24 +790,13 @@ fn parse_patch(doc: &Value, v: ApiVersion) -> Result<ClusterPatch, MagnumError> 
                 patch.health_status_reason = Some(BTreeMap::new())
             }
             "health_status_reason" => {
-                // Magnum stores the reason as a string map; clients send scalars too.
-                let map = value.and_then(Value::as_object).ok_or_else(|| {
-                    bad("Invalid input for field/attribute health_status_reason: an object is required.".into())
-                })?;
-                let reason = map
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str().map_or_else(|| v.to_string(), str::to_string),
-                        )
-                    })
-                    .collect();
-                patch.health_status_reason = Some(reason);
+                let value = value.unwrap_or(&Value::Null);
+                patch.health_status_reason = Some(health_reason(kind, value, doc)?);
             }
             _ => {
                 return Err(bad(format!(
-                    "Couldn't apply patch '{doc}'. Reason: can't {kind} non-existent object '{field}'"
+                    "Couldn't apply patch '{}'. Reason: can't {kind} non-existent object '{field}'",
+                    patch_repr(doc)
                 )));
             }
         }
@@ -662,8 +828,21 @@ fn apply_patch(
     doc: &Value,
     v: ApiVersion,
 ) -> Result<String, MagnumError> {
+    // wsme reads the body before the controller looks the cluster up.
+    check_patch_document(doc)?;
     let uuid = st.find_cluster(id)?.uuid.clone();
     let patch = parse_patch(doc, v)?;
+    // Before 1.10 every PATCH is refused whose node count (the patch's, else the default
+    // worker nodegroup's) is zero, a health update of a cluster without workers too
+    // (magnum/api/controllers/v1/cluster.py, `patch` of 1.3 to 1.9: ZeroNodeCountNotSupported;
+    // seen on Magnum 21.x).
+    let workers = st.clusters[&uuid].default_worker().map(|ng| ng.node_count);
+    if v.0 < ZERO_NODES_SINCE && patch.node_count.or(workers) == Some(0) {
+        return Err(MagnumError::new(
+            400,
+            "Resizing a nodegroup to zero is not supported in the provided microversion.",
+        ));
+    }
     let resize_to = match (patch.node_count, st.clusters[&uuid].default_worker()) {
         (Some(n), Some(ng)) if n != ng.node_count => {
             check_resize(ng, n, v)?;
@@ -697,10 +876,50 @@ mod tests {
     #[test]
     fn patches_are_checked_like_magnum() {
         let v = ApiVersion(MAX_MINOR);
+        // What Magnum takes: the reason as a string it reads as a Python dict.
         let ok = json!([{"op": "replace", "path": "/health_status", "value": "UNHEALTHY"},
-                        {"op": "replace", "path": "/health_status_reason", "value": {"node-1.Ready": "False"}}]);
+                        {"op": "replace", "path": "/health_status_reason", "value": "{'node-1.Ready': 'False', \"api\": \"ok\"}"}]);
         let p = parse_patch(&ok, v).unwrap();
         assert_eq!(p.health_status, Some(Some("UNHEALTHY".into())));
+        assert_eq!(
+            p.health_status_reason,
+            Some(BTreeMap::from([
+                ("api".to_string(), "ok".to_string()),
+                ("node-1.Ready".to_string(), "False".to_string())
+            ]))
+        );
+        // What Magnum refuses: an object as the value (wsme's MultiType(text, int)).
+        let object =
+            json!([{"op": "replace", "path": "/health_status_reason", "value": {"api": "ok"}}]);
+        let e = parse_patch(&object, v).unwrap_err();
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (
+                400,
+                "Invalid input for field/attribute value. Value: '{'api': 'ok'}'. Wrong type. \
+                 Expected '(<class 'str'>, <class 'int'>)', got '<class 'dict'>'"
+            )
+        );
+        // A string that is no dict of strings.
+        for (value, wanted) in [
+            (
+                "{'api': ok}",
+                "Couldn't apply patch '[{'path': '/health_status_reason', 'op': 'replace', 'value': \"{'api': ok}\"}]'. Reason: malformed node or string",
+            ),
+            (
+                "['api']",
+                "Wrong type. Expected '{<class 'str'>: <class 'str'>}', got '<class 'list'>'",
+            ),
+            (
+                "{'n': 1}",
+                "Wrong type. Expected '<class 'str'>', got '<class 'int'>'",
+            ),
+        ] {
+            let doc = json!([{"op": "replace", "path": "/health_status_reason", "value": value}]);
+            let e = parse_patch(&doc, v).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert!(e.message.contains(wanted), "{value}: {}", e.message);
+        }
         let bad = |doc: Value| parse_patch(&doc, v).unwrap_err().status;
         assert_eq!(
             bad(json!([{"op": "replace", "path": "/health_status", "value": "SICK"}])),

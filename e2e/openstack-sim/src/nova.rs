@@ -114,8 +114,11 @@ async fn version(State(sim): State<Sim>) -> Json<Value> {
 /// The version a client asked for: `OpenStack-API-Version: compute 2.X` (one entry of a
 /// comma-separated list; other services' entries are ignored), else the legacy
 /// `X-OpenStack-Nova-API-Version: 2.X`, else 2.1.
-/// Errors are (status, message), rendered by the caller.
-fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, String)> {
+/// Errors are (status, message, the well-formed version refused), rendered by the caller.
+fn requested_minor(
+    headers: &HeaderMap,
+    max: u16,
+) -> Result<u16, (StatusCode, String, Option<String>)> {
     let from_new = headers
         .get_all("OpenStack-API-Version")
         .iter()
@@ -151,6 +154,7 @@ fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, St
             format!(
                 "API Version String {requested} is of invalid format. Must be of format MajorNum.MinorNum."
             ),
+            None,
         ));
     };
     if major != 2 || !(MIN_MINOR..=max).contains(&minor) {
@@ -159,40 +163,52 @@ fn requested_minor(headers: &HeaderMap, max: u16) -> Result<u16, (StatusCode, St
             format!(
                 "Version {requested} is not supported by the API. Minimum is 2.{MIN_MINOR} and maximum is 2.{max}."
             ),
+            Some(requested.clone()),
         ));
     }
     Ok(minor)
 }
 
+/// Nova's answer headers for a version (nova/api/openstack/wsgi.py): the version as the
+/// client asked for it, in both headers, and `Vary: OpenStack-API-Version` (as seen on Nova
+/// 32.x, the legacy header is not in `Vary`). A 406 for a version out of range carries them
+/// too, echoing the version refused; a malformed version gets none.
+fn version_headers(headers: &mut HeaderMap, version: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!("compute {version}")) {
+        headers.insert("OpenStack-API-Version", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(version) {
+        headers.insert("X-OpenStack-Nova-API-Version", v);
+    }
+    headers.insert("Vary", HeaderValue::from_static("OpenStack-API-Version"));
+}
+
 async fn microversion(State(sim): State<Sim>, mut req: Request, next: Next) -> Response {
     let minor = match requested_minor(req.headers(), sim.config().nova_max_minor) {
         Ok(m) => m,
-        Err((status, message)) => return error(status, &message),
+        Err((status, message, refused)) => {
+            let mut response = error(status, &message);
+            if let Some(version) = refused {
+                version_headers(response.headers_mut(), &version);
+            }
+            return response;
+        }
     };
     req.extensions_mut().insert(Microversion(minor));
     let mut response = next.run(req).await;
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("compute 2.{minor}")) {
-        headers.insert("OpenStack-API-Version", v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("2.{minor}")) {
-        headers.insert("X-OpenStack-Nova-API-Version", v);
-    }
-    headers.insert(
-        "Vary",
-        HeaderValue::from_static("OpenStack-API-Version, X-OpenStack-Nova-API-Version"),
-    );
+    version_headers(response.headers_mut(), &format!("2.{minor}"));
     response
 }
 
 /// A server with no owner is everybody's (and reported as the caller's); each region's Nova
-/// knows only its own servers.
+/// knows only its own servers. Another project's server is a 404, as Nova answers it (its
+/// policy scopes a project member to the project), except to an admin.
 fn visible(s: &Server, caller: &Caller, region: &Region) -> bool {
     owned_by(s.project_id.as_deref(), caller) && s.region == region.0
 }
 
 fn owned_by(project_id: Option<&str>, caller: &Caller) -> bool {
-    project_id.is_none_or(|p| p == caller.project_id)
+    caller.admin || project_id.is_none_or(|p| p == caller.project_id)
 }
 
 /// Where this region's Nova is: `base` for the first region, `base/regions/<r>` for others.
@@ -282,6 +298,13 @@ fn server_json(st: &Cloud, base: &str, s: &Server, mv: u16, caller: &Caller, sho
         "OS-SRV-USG:terminated_at": null,
         "os-extended-volumes:volumes_attached": [],
     });
+    // A restrictive policy hides the extended status attributes from a project member (they
+    // are policy-controlled in Nova): they are absent, not null.
+    if st.config.hide_extended_status
+        && let Some(o) = v.as_object_mut()
+    {
+        o.retain(|k, _| !k.starts_with("OS-EXT-STS:"));
+    }
     // Nova shows progress only while the status can progress.
     if matches!(
         status,
@@ -358,7 +381,15 @@ fn select<'a>(
         .servers_in_order()
         .into_iter()
         .rev()
-        .filter(|s| visible(s, caller, region))
+        // An admin lists its own project's servers too, unless it asks for all_tenants.
+        .filter(|s| {
+            let all = caller.admin && query.contains_key("all_tenants");
+            s.region == region.0
+                && (all
+                    || s.project_id
+                        .as_deref()
+                        .is_none_or(|p| p == caller.project_id))
+        })
         .filter(|s| name.as_ref().is_none_or(|re| re.is_match(&s.name)))
         .filter(|s| {
             query

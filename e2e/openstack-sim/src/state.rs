@@ -211,6 +211,8 @@ pub(crate) struct User {
     pub domain: Domain,
     /// The only project the user has roles on (`member`, `reader`); also its default project.
     pub project_id: String,
+    /// Has the `admin` role: Nova shows it every project's servers.
+    pub admin: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -241,6 +243,8 @@ pub(crate) struct Token {
 pub(crate) struct Caller {
     pub user_id: String,
     pub project_id: String,
+    /// An admin: Nova shows it the servers of every project.
+    pub admin: bool,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -255,6 +259,9 @@ pub(crate) enum VmState {
     /// Shelved and offloaded: the guest is off and has left its hypervisor (Nova's default
     /// `shelved_offload_time = 0` offloads at once, so the sim has no plain `shelved`).
     ShelvedOffloaded,
+    /// The compute host destroyed the guest and is cleaning up (networks, volumes): Nova shows
+    /// it DELETED for a few seconds before its record goes (404).
+    Deleted,
 }
 
 impl VmState {
@@ -265,6 +272,7 @@ impl VmState {
             VmState::Stopped => "stopped",
             VmState::Error => "error",
             VmState::ShelvedOffloaded => "shelved_offloaded",
+            VmState::Deleted => "deleted",
         }
     }
 }
@@ -285,6 +293,7 @@ pub(crate) fn nova_status(vm: VmState, task: Option<&str>) -> &'static str {
         (VmState::Stopped, _) => "SHUTOFF",
         (VmState::Error, _) => "ERROR",
         (VmState::ShelvedOffloaded, _) => "SHELVED_OFFLOADED",
+        (VmState::Deleted, _) => "DELETED",
     }
 }
 
@@ -294,10 +303,19 @@ pub(crate) enum Step {
     Spawned,
     Stopped,
     Started,
+    /// The compute host took the reboot on (`reboot_pending[_hard]`,
+    /// nova/compute/manager.py `reboot_instance`).
+    RebootPending {
+        hard: bool,
+    },
     RebootStarted {
         hard: bool,
     },
     Rebooted,
+    /// The compute host rebuilds the disks (`rebuild_block_device_mapping`).
+    RebuildBlockDevices {
+        stop_after: bool,
+    },
     RebuildSpawning {
         stop_after: bool,
     },
@@ -312,6 +330,8 @@ pub(crate) enum Step {
     ShelveOffloaded,
     UnshelveSpawning,
     Deleted,
+    /// The delete is done: the record goes (404), and the host records its event's result.
+    Purged,
 }
 
 #[derive(Clone, Debug)]
@@ -880,6 +900,7 @@ impl State {
                 password: password.into(),
                 domain: Domain::from_name(domain),
                 project_id: project_id.into(),
+                admin: false,
             },
         );
         id
@@ -914,6 +935,7 @@ impl State {
         Some(Caller {
             user_id: t.user_id.clone(),
             project_id: t.project_id.clone(),
+            admin: self.users.get(&t.user_id).is_some_and(|u| u.admin),
         })
     }
 
@@ -1109,14 +1131,14 @@ impl State {
                 s.record(actor, "reboot", "compute_reboot_instance");
                 s.task_state = Some("rebooting");
                 s.soft_reboots += 1;
-                s.schedule(now + half, Step::RebootStarted { hard: false });
+                s.schedule(now + half, Step::RebootPending { hard: false });
             }
             ServerAction::Reboot { hard: true } => {
                 s.check("reboot", &[Active, Stopped, Error], HARD_REBOOT_TASKS)?;
                 s.record(actor, "reboot", "compute_reboot_instance");
                 s.task_state = Some("rebooting_hard");
                 s.hard_reboots += 1;
-                s.schedule(now + half, Step::RebootStarted { hard: true });
+                s.schedule(now + half, Step::RebootPending { hard: true });
             }
             ServerAction::Rebuild {
                 image_id,
@@ -1137,7 +1159,7 @@ impl State {
                 s.rebuilds += 1;
                 // Nova brings a server that was stopped back to stopped after the rebuild.
                 let stop_after = s.vm_state == Stopped;
-                s.schedule(now + half, Step::RebuildSpawning { stop_after });
+                s.schedule(now + half, Step::RebuildBlockDevices { stop_after });
             }
             ServerAction::Shelve => {
                 s.check("shelve", &[Active, Stopped], &[None])?;
@@ -1161,7 +1183,7 @@ impl State {
                     return Ok(());
                 }
                 // A second delete while the first runs is ignored, and not recorded.
-                if s.task_state != Some("deleting") {
+                if s.task_state != Some("deleting") && s.vm_state != Deleted {
                     s.record(actor, "delete", "compute_terminate_instance");
                     s.task_state = Some("deleting");
                     s.schedule(now + delay, Step::Deleted);
@@ -1183,7 +1205,7 @@ impl State {
         if !matches!(
             s.pending,
             Some(Pending {
-                step: Step::Deleted,
+                step: Step::Deleted | Step::Purged,
                 ..
             })
         ) {
@@ -1565,18 +1587,39 @@ impl State {
                     s.power_state = RUNNING;
                     s.finish_running_event("Success");
                 }
+                // Real Nova (seen on 32.x's fake driver): rebooting[_hard] while the API has it,
+                // then reboot_pending[_hard] and reboot_started[_hard] on the compute host.
+                Step::RebootPending { hard } => {
+                    s.task_state = Some(if hard {
+                        "reboot_pending_hard"
+                    } else {
+                        "reboot_pending"
+                    });
+                    s.schedule(now + delay / 4, Step::RebootStarted { hard });
+                }
                 Step::RebootStarted { hard } => {
                     s.task_state = Some(if hard {
                         "reboot_started_hard"
                     } else {
                         "reboot_started"
                     });
-                    s.schedule(now + (delay - delay / 2), Step::Rebooted);
+                    s.schedule(now + (delay - delay / 2 - delay / 4), Step::Rebooted);
+                }
+                // Real Nova: rebuilding, rebuild_block_device_mapping, rebuild_spawning; a
+                // stopped server stays vm_state stopped, powered off, until it is spawned.
+                Step::RebuildBlockDevices { stop_after } => {
+                    s.task_state = Some("rebuild_block_device_mapping");
+                    s.schedule(now + delay / 4, Step::RebuildSpawning { stop_after });
                 }
                 Step::RebuildSpawning { stop_after } => {
                     s.task_state = Some("rebuild_spawning");
-                    s.power_state = NOSTATE;
-                    s.schedule(now + (delay - delay / 2), Step::Rebuilt { stop_after });
+                    if !stop_after {
+                        s.power_state = NOSTATE;
+                    }
+                    s.schedule(
+                        now + (delay - delay / 2 - delay / 4),
+                        Step::Rebuilt { stop_after },
+                    );
                 }
                 Step::Rebuilt { stop_after } => {
                     // Saved ACTIVE with no task in both cases: a client that takes this for
@@ -1611,9 +1654,16 @@ impl State {
                     s.task_state = Some("spawning");
                     s.schedule(now + (delay - delay / 2), Step::Started);
                 }
+                // As seen on Nova 32.x: SHUTOFF or ACTIVE / deleting, then DELETED with no task
+                // while the host cleans up, then 404.
                 Step::Deleted => {
-                    // The compute host destroys the guest, then records its event's result.
+                    s.vm_state = VmState::Deleted;
+                    s.task_state = None;
                     s.power_state = NOSTATE;
+                    s.schedule(now + delay / 2, Step::Purged);
+                }
+                Step::Purged => {
+                    // The compute host records its event's result once the instance is gone.
                     s.finish_running_event("Success");
                     deleted.push(s.id.clone());
                 }
@@ -1867,14 +1917,92 @@ mod tests {
             (s.status(), s.task_state)
         };
         assert_eq!(seen(&st), ("REBUILD", Some("rebuilding")));
+        assert_eq!(
+            st.servers[&id].vm_state,
+            VmState::Stopped,
+            "as Nova shows it"
+        );
         st.tick(t1 + Duration::from_millis(50));
+        assert_eq!(seen(&st), ("REBUILD", Some("rebuild_block_device_mapping")));
+        st.tick(t1 + Duration::from_millis(75));
         assert_eq!(seen(&st), ("REBUILD", Some("rebuild_spawning")));
+        assert_eq!(st.servers[&id].power_state, SHUTDOWN, "still off");
         st.tick(t1 + Duration::from_millis(100));
         assert_eq!(seen(&st), ("ACTIVE", None));
         st.tick(t1 + Duration::from_millis(150));
         assert_eq!(seen(&st), ("ACTIVE", Some("powering-off")));
         st.tick(t1 + Duration::from_millis(250));
         assert_eq!(seen(&st), ("SHUTOFF", None));
+    }
+
+    #[test]
+    fn a_deleted_server_shows_deleted_before_it_is_gone() {
+        // As seen on Nova 32.x: deleting, then DELETED with no task for a while, then 404.
+        let mut st = state(100);
+        let id = server(&mut st);
+        let t0 = Instant::now();
+        st.server_action(&id, ServerAction::Delete, t0, &op())
+            .unwrap();
+        assert_eq!(st.servers[&id].task_state, Some("deleting"));
+        st.tick(t0 + Duration::from_millis(100));
+        let s = &st.servers[&id];
+        assert_eq!(
+            (s.status(), s.task_state, s.power_state),
+            ("DELETED", None, NOSTATE)
+        );
+        let err = st
+            .server_action(&id, ServerAction::Stop, t0, &op())
+            .unwrap_err();
+        assert!(err.to_string().contains("vm_state deleted"), "{err}");
+        st.tick(t0 + Duration::from_millis(150));
+        assert!(!st.servers.contains_key(&id));
+        assert_eq!(
+            actions(&st, &id).pop().unwrap().1,
+            [ev("compute_terminate_instance", Some("Success"))]
+        );
+    }
+
+    #[test]
+    fn reboots_go_through_nova_s_task_states() {
+        // As seen on Nova 32.x: rebooting, reboot_pending, reboot_started (and the _hard
+        // ones), status REBOOT or HARD_REBOOT until ACTIVE.
+        for (hard, status, tasks) in [
+            (
+                false,
+                "REBOOT",
+                ["rebooting", "reboot_pending", "reboot_started"],
+            ),
+            (
+                true,
+                "HARD_REBOOT",
+                [
+                    "rebooting_hard",
+                    "reboot_pending_hard",
+                    "reboot_started_hard",
+                ],
+            ),
+        ] {
+            let mut st = state(100);
+            let id = server(&mut st);
+            let t0 = Instant::now();
+            st.server_action(&id, ServerAction::Reboot { hard }, t0, &op())
+                .unwrap();
+            let mut seen = vec![];
+            for ms in [0, 50, 75, 100] {
+                st.tick(t0 + Duration::from_millis(ms));
+                let s = &st.servers[&id];
+                seen.push((s.status(), s.task_state));
+            }
+            assert_eq!(
+                seen,
+                [
+                    (status, Some(tasks[0])),
+                    (status, Some(tasks[1])),
+                    (status, Some(tasks[2])),
+                    ("ACTIVE", None)
+                ]
+            );
+        }
     }
 
     #[test]

@@ -129,6 +129,20 @@ impl Env {
             .await
     }
 
+    /// A token of another user of the project (`Sim::add_user`, `Sim::add_admin`).
+    pub async fn token_of(&self, user: &str, password: &str) -> String {
+        let auth = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"name": "Default"}, "password": password}}},
+            "scope": {"project": {"name": PROJECT, "domain": {"name": "Default"}}}
+        }});
+        let r = self.authenticate(&auth).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+        r.header("X-Subject-Token")
+            .expect("X-Subject-Token")
+            .to_string()
+    }
+
     pub async fn token(&self) -> String {
         let r = self.authenticate(&password_auth()).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);

@@ -126,12 +126,90 @@ async fn get_a_cluster_by_uuid_or_name() {
 }
 
 #[tokio::test]
-async fn the_health_status_is_patched() {
+async fn a_health_status_reason_that_is_an_object_is_refused_as_magnum_refuses_it() {
+    // magnum/api/controllers/v1/types.py: a JSON-patch value is MultiType(wtypes.text, int).
     let env = env().await;
     let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 2));
     let patch = json!([
         {"op": "replace", "path": "/health_status", "value": "UNHEALTHY"},
         {"op": "replace", "path": "/health_status_reason", "value": {"k8s-prod-node-1.Ready": "False"}}
+    ]);
+    for cluster in [id.as_str(), "no-such-cluster"] {
+        let r = env
+            .magnum(
+                Method::PATCH,
+                &format!("/clusters/{cluster}"),
+                "latest",
+                Some(&patch),
+            )
+            .await;
+        // The body is read before the cluster is looked up: a 400 even for a missing one.
+        assert_magnum_error(
+            &r,
+            400,
+            "Invalid input for field/attribute value. Value: '{'k8s-prod-node-1.Ready': 'False'}'. \
+             Wrong type. Expected '(<class 'str'>, <class 'int'>)', got '<class 'dict'>'",
+        );
+        assert_eq!(
+            r.body["errors"][0]["title"],
+            "Invalid input for field/attribute value"
+        );
+    }
+    let c = env.sim.cluster(&id).unwrap();
+    assert_eq!((c.health_status, c.health_status_reason.len()), (None, 0));
+    // A string that is not a dict of strings is refused too; nothing is stored.
+    for value in ["{'a': b}", "['a']", "{'a': 1}", "5"] {
+        let patch = json!([{"op": "replace", "path": "/health_status_reason", "value": value}]);
+        let r = env
+            .magnum(
+                Method::PATCH,
+                &format!("/clusters/{id}"),
+                "latest",
+                Some(&patch),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 400, "{value}: {}", r.body);
+    }
+    assert!(
+        env.sim
+            .cluster(&id)
+            .unwrap()
+            .health_status_reason
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn before_1_10_a_cluster_without_workers_takes_no_patch() {
+    // As Magnum 21.x answers: every PATCH before 1.10 checks the node count, a health update
+    // of a cluster whose default worker nodegroup is empty too.
+    let env = env().await;
+    let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 0));
+    let patch = json!([{"op": "replace", "path": "/health_status", "value": "UNHEALTHY"}]);
+    let path = format!("/clusters/{id}");
+    let old = env.magnum(Method::PATCH, &path, "1.9", Some(&patch)).await;
+    assert_magnum_error(
+        &old,
+        400,
+        "Resizing a nodegroup to zero is not supported in the provided microversion.",
+    );
+    assert_eq!(env.sim.cluster(&id).unwrap().health_status, None);
+    let new = env.magnum(Method::PATCH, &path, "1.10", Some(&patch)).await;
+    assert_eq!(new.status, StatusCode::ACCEPTED, "{}", new.body);
+    assert_eq!(
+        env.sim.cluster(&id).unwrap().health_status.as_deref(),
+        Some("UNHEALTHY")
+    );
+}
+
+#[tokio::test]
+async fn the_health_status_is_patched() {
+    let env = env().await;
+    let id = env.sim.create_cluster(cluster_spec("k8s-prod", 1, 2));
+    // The reason as magnum-auto-healer sends it: a string that Magnum reads as a Python dict.
+    let patch = json!([
+        {"op": "replace", "path": "/health_status", "value": "UNHEALTHY"},
+        {"op": "replace", "path": "/health_status_reason", "value": "{'k8s-prod-node-1.Ready': 'False'}"}
     ]);
     let r = env
         .magnum(
@@ -167,7 +245,7 @@ async fn the_health_status_is_patched() {
             "internal attribute",
         ),
         (
-            json!([{"op": "replace", "path": "/labels", "value": {}}]),
+            json!([{"op": "replace", "path": "/labels", "value": "{}"}]),
             "cannot change cluster property",
         ),
         (
@@ -314,8 +392,56 @@ async fn versions_are_negotiated() {
     assert_eq!(default.header("Vary"), Some("OpenStack-API-Version"));
     let latest = env.magnum(Method::GET, &path, "latest", None).await;
     assert_eq!(latest.header("OpenStack-API-Version"), Some(max.as_str()));
+    // magnum/api/http_error.py: HTTPNotAcceptableAPIVersion, which the error middleware keeps
+    // as it is (it carries min_version).
     let too_new = env.magnum(Method::GET, &path, "1.99", None).await;
-    assert_magnum_error(&too_new, 406, "The supported version range is: [1.1, 1.10]");
+    assert_eq!(too_new.status.as_u16(), 406, "{}", too_new.body);
+    let e = &too_new.body["errors"][0];
+    assert_eq!(e["code"], "magnum.microversion-unsupported");
+    assert_eq!(e["max_version"], openstack_sim::MAGNUM_MAX_VERSION);
+    assert_eq!(e["min_version"], "1.1");
+    // As Magnum 21.x answers: the refused version echoed, with the range.
+    assert_eq!(
+        too_new.header("OpenStack-API-Version"),
+        Some("container-infra 1.99")
+    );
+    assert_eq!(
+        too_new.header("OpenStack-API-Maximum-Version"),
+        Some(max.as_str())
+    );
+    assert!(
+        e["description"].as_str().unwrap().contains(
+            "The supported version range is: [container-infra 1.1, container-infra 1.12]"
+        ),
+        "{e}"
+    );
+    // Magnum reads one `service version` pair: a list of services is refused.
+    let listed = env
+        .call(
+            Method::GET,
+            &format!("/container-infra/v1{path}"),
+            &[
+                ("X-Auth-Token", &env.token().await),
+                ("OpenStack-API-Version", "compute 2.1, container-infra 1.9"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(listed.status.as_u16(), 406, "{}", listed.body);
+    let e = &listed.body["errors"][0];
+    assert_eq!(
+        (
+            e["code"].as_str(),
+            e["title"].as_str(),
+            e["detail"].as_str()
+        ),
+        (
+            Some(""),
+            Some("Not Acceptable"),
+            Some("Invalid service type for OpenStack-API-Version header")
+        )
+    );
+    assert_eq!(listed.header("OpenStack-API-Version"), None);
 
     let token = env.token().await;
     let compute_only = env
@@ -329,7 +455,11 @@ async fn versions_are_negotiated() {
             None,
         )
         .await;
-    assert_magnum_error(&compute_only, 406, "Invalid service type");
+    assert_eq!(compute_only.status.as_u16(), 406);
+    assert_eq!(
+        compute_only.body["errors"][0]["detail"],
+        "Invalid service type for OpenStack-API-Version header"
+    );
     let resize_too_old = env
         .magnum(
             Method::POST,
