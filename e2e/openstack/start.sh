@@ -390,6 +390,23 @@ trustee_domain_name = magnum
 trustee_domain_admin_name = magnum_domain_admin
 trustee_domain_admin_password = $svc_password
 trustee_keystone_interface = public
+trustee_keystone_region_name = RegionOne
+[heat_client]
+region_name = RegionOne
+[glance_client]
+region_name = RegionOne
+[nova_client]
+region_name = RegionOne
+[neutron_client]
+region_name = RegionOne
+[cinder_client]
+region_name = RegionOne
+[magnum_client]
+region_name = RegionOne
+[octavia_client]
+region_name = RegionOne
+[barbican_client]
+region_name = RegionOne
 [oslo_concurrency]
 lock_path = $data/magnum/locks
 [oslo_messaging_notifications]
