@@ -45,7 +45,7 @@ install_debian() {
   fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    mariadb-server mariadb-client rabbitmq-server >/dev/null
+    mariadb-server mariadb-client rabbitmq-server jq >/dev/null
   [[ -z $ours ]] || rm -f "$policy"
 }
 
@@ -59,7 +59,7 @@ install_venv() {
 
 mkdir -p "$dir"
 total=$SECONDS
-if command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v rabbitmq-server >/dev/null; then
+if command -v mariadbd >/dev/null && command -v mariadb-install-db >/dev/null && command -v rabbitmq-server >/dev/null && command -v jq >/dev/null; then
   phase "mariadb, rabbitmq (apt)" cached
 else
   timed "mariadb, rabbitmq (apt)" install_debian

@@ -48,6 +48,11 @@ user_tok=$(token "$(c .user.name)" "$(c .user.password)" "$(c .project.name)") |
 admin_tok=$(token admin "$(c .admin.password)" admin) || bad "admin token"
 ok "tokens from Keystone"
 
+# elapsed TEXT: TEXT after the time since $t0 (nanoseconds), in seconds.
+elapsed() {
+  local ms=$((($(date +%s%N) - t0) / 1000000))
+  printf '       %4d.%d s  %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$1"
+}
 # watch ID FINAL: polls the server every 0.1 s, prints each change of status / task_state /
 # power_state, until the server has shown FINAL with no task for 3 s (a short ACTIVE inside a
 # rebuild of a stopped server is no end state) or 120 s passed. "gone" is a 404.
@@ -61,7 +66,7 @@ watch() {
       line=$(jq -r '.server | "\(.status) / \(.["OS-EXT-STS:task_state"] // "-") / power \(.["OS-EXT-STS:power_state"] // "?")"' "$tmp/body")
     fi
     if [[ $line != "$last" ]]; then
-      printf '       %6.1f s  %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$line"
+      elapsed "$line"
       last=$line settled_at=
     fi
     if [[ $line == "$final" || $line == "$final / - / "* ]]; then
@@ -78,7 +83,7 @@ action() { # action ID BODY: a server action; prints Nova's status code
 step() { # step NAME ID BODY FINAL
   local name=$1 id=$2 body=$3 final=$4 code
   echo "---- $name"
-  t0=$(date +%s.%N)
+  t0=$(date +%s%N)
   code=$(action "$id" "$body")
   [[ $code == 202 ]] || bad "$name: $code $(cat "$tmp/body")"
   watch "$id" "$final" || bad "$name: not $final"
@@ -95,7 +100,7 @@ boot() { # boot NAME: prints the new server's id
 name=smoke-$(date +%s)-$$
 if [[ $part == all || $part == nova ]]; then
 echo "---- boot $name (no NIC, microversion 2.90)"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 id=$(boot "$name")
 watch "$id" ACTIVE || bad "boot: not ACTIVE"
 ok "boot $id"
@@ -112,21 +117,26 @@ step "start after rebuild" "$id" '{"os-start": null}' ACTIVE
 step "shelve" "$id" '{"shelve": null}' SHELVED_OFFLOADED
 step "unshelve" "$id" '{"unshelve": null}' ACTIVE
 echo "---- delete"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 code=$(api "$user_tok" DELETE "$nova/servers/$id" "" "$NOVA_MV")
 [[ $code == 204 ]] || bad "delete: $code"
 watch "$id" gone || bad "delete: still there"
 ok "delete (204, then 404)"
+code=$(api "$user_tok" GET "$nova/servers/$id/os-instance-actions" "" "OpenStack-API-Version: compute 2.51")
+req=$(jq -r '.instanceActions[] | select(.action == "delete") | .request_id' "$tmp/body")
+code=$(api "$user_tok" GET "$nova/servers/$id/os-instance-actions/$req" "" "OpenStack-API-Version: compute 2.51")
+echo "       the delete action at 2.51: $code $(jq -c '.instanceAction | {action, message, events: [.events[]? | {event, result}]}' "$tmp/body")"
+[[ $code == 200 ]] || bad "instance action of a deleted server: $code"
 
 echo "---- delete while the server's compute is down (a local delete)"
 id=$(boot "$name-local")
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 watch "$id" ACTIVE || bad "boot: not ACTIVE"
 api "$admin_tok" GET "$nova/servers/$id" "" "$NOVA_MV" >/dev/null
 host=$(jq -r '.server["OS-EXT-SRV-ATTR:host"]' "$tmp/body")
 "$ctl" compute-down "$host" >"$tmp/ctl" || bad "ctl compute-down $host"
 echo "       ctl compute-down $host: $(jq -c . "$tmp/ctl")"
-t0=$(date +%s.%N)
+t0=$(date +%s%N)
 code=$(api "$user_tok" DELETE "$nova/servers/$id" "" "$NOVA_MV")
 [[ $code == 204 ]] || bad "local delete: $code $(cat "$tmp/body")"
 code=$(api "$user_tok" GET "$nova/servers/$id" "" "$NOVA_MV")
@@ -190,11 +200,11 @@ code=$(api "$user_tok" POST "$magnum/clusters/$uuid/actions/resize" \
   "{\"node_count\": 1, \"nodes_to_remove\": [\"$worker\"], \"nodegroup\": \"default-worker\"}" "$MAGNUM_MV")
 echo "       resize -> $code $(cat "$tmp/body")"
 [[ $code == 202 ]] || bad "resize: $code"
-t0=$(date +%s.%N) last=
+t0=$(date +%s%N) last=
 for _ in $(seq 1 100); do
   api "$user_tok" GET "$magnum/clusters/$uuid" "" "$MAGNUM_MV" >/dev/null
   line="$(jq -r '.status + " (" + (.status_reason // "-") + ")"' "$tmp/body")"
-  [[ $line == "$last" ]] || { printf '       %6.1f s  %s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" "$line"; last=$line; }
+  [[ $line == "$last" ]] || { elapsed "$line"; last=$line; }
   [[ $line == UPDATE_FAILED* || $line == UPDATE_COMPLETE* ]] && break
   sleep 0.3
 done
