@@ -318,7 +318,11 @@ cat >"$etc/nova/nova.conf" <<EOF
 transport_url = $transport
 state_path = $data/nova
 my_ip = 127.0.0.1
-compute_driver = fake.FakeDriver
+# FakeDriver's node uuids are new in every process, and it never writes the node identity
+# file that Nova requires from a compute that ran before: a restarted compute (ctl compute-up)
+# refuses to start. This FakeDriver keeps one node named after its host, with a stable uuid
+# in its state_path.
+compute_driver = fake.FakeDriverWithoutFakeNodes
 [api]
 auth_strategy = keystone
 [wsgi]
