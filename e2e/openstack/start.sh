@@ -323,6 +323,8 @@ my_ip = 127.0.0.1
 # refuses to start. This FakeDriver keeps one node named after its host, with a stable uuid
 # in its state_path.
 compute_driver = fake.FakeDriverWithoutFakeNodes
+# A test cloud has nothing to finish on SIGTERM: stop.sh and ctl compute-down wait less.
+graceful_shutdown_timeout = 3
 [api]
 auth_strategy = keystone
 [wsgi]
@@ -377,6 +379,7 @@ cat >"$etc/magnum/magnum.conf" <<EOF
 [DEFAULT]
 transport_url = $transport
 state_path = $data/magnum
+graceful_shutdown_timeout = 3
 [api]
 host = 127.0.0.1
 port = $p_magnum
