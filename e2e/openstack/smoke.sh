@@ -57,7 +57,7 @@ elapsed() {
 # power_state, until the server has shown FINAL with no task for 3 s (a short ACTIVE inside a
 # rebuild of a stopped server is no end state) or 120 s passed. "gone" is a 404.
 watch() {
-  local id=$1 final=$2 last= line settled_at= deadline=$((SECONDS + 120)) code
+  local id=$1 final=$2 last='' line settled_at='' deadline=$((SECONDS + 120)) code
   while ((SECONDS < deadline)); do
     code=$(api "$user_tok" GET "$nova/servers/$id" "" "$NOVA_MV")
     if [[ $code == 404 ]]; then

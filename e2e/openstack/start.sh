@@ -132,7 +132,9 @@ join() {
 }
 
 # --- MariaDB ---------------------------------------------------------------------------------
-sock=$run/mysql.sock
+# A Unix socket's path has at most 107 bytes, and a run dir in a CI clone's target/ may be
+# long: the socket lives in /tmp, named after the cloud's MariaDB port (one cloud per port).
+sock=/tmp/nodehealer-openstack-mysql-$p_mysql.sock
 run_step mariadb-install mariadb-install-db --no-defaults --datadir="$data/mysql" --user=root \
   --auth-root-authentication-method=socket --skip-test-db
 # Durability is worthless for a test cloud and costs seconds in every migration.
@@ -440,7 +442,7 @@ phase "Keystone on $ks"
 
 # Projects, users, the service catalog: everything the services' configuration names.
 cat >"$run/bootstrap.json" <<EOF
-{"auth_url": "$ks/v3", "admin_password": "$admin_password", "service_password": "$svc_password",
+{"auth_url": "$ks/v3", "mysql_socket": "$sock", "admin_password": "$admin_password", "service_password": "$svc_password",
  "user_password": "$user_password", "other_password": "$other_password",
  "endpoints": {"compute": "http://127.0.0.1:$p_nova/v2.1", "placement": "http://127.0.0.1:$p_placement",
    "image": "http://127.0.0.1:$p_glance", "network": "http://127.0.0.1:$p_neutron",
