@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A smoke check of a cloud started by start.sh, through the REST APIs only (curl; jq reads the
 # answers): a token, a server booted with no NIC and taken through stop, start, soft and hard
-# reboot, a rebuild while stopped, shelve, unshelve and delete; a delete while its compute is
+# reboot, a rebuild while running, a soft (refused) and a hard reboot while stopped, a rebuild
+# while stopped, shelve, unshelve and delete; a delete while its compute is
 # down (a local delete: 404 at once, and its instance actions); a Magnum cluster's show,
 # nodegroups, health_status updates and a resize. Prints each server's status / task_state
 # sequence as Nova showed it (polled every 0.1 s) and the answers' bodies; exits non-zero on
@@ -108,6 +109,14 @@ step "stop" "$id" '{"os-stop": null}' SHUTOFF
 step "start" "$id" '{"os-start": null}' ACTIVE
 step "soft reboot" "$id" '{"reboot": {"type": "SOFT"}}' ACTIVE
 step "hard reboot" "$id" '{"reboot": {"type": "HARD"}}' ACTIVE
+step "rebuild while running" "$id" "{\"rebuild\": {\"imageRef\": \"$(c .image)\"}}" ACTIVE
+step "stop before hard reboot" "$id" '{"os-stop": null}' SHUTOFF
+echo "---- soft reboot while stopped"
+code=$(action "$id" '{"reboot": {"type": "SOFT"}}')
+echo "       -> $code $(cat "$tmp/body")"
+[[ $code == 409 ]] || bad "soft reboot of a stopped server: $code, not 409"
+ok "soft reboot while stopped: 409"
+step "hard reboot while stopped" "$id" '{"reboot": {"type": "HARD"}}' ACTIVE
 step "stop before rebuild" "$id" '{"os-stop": null}' SHUTOFF
 step "rebuild while stopped" "$id" "{\"rebuild\": {\"imageRef\": \"$(c .rebuild_image)\"}}" SHUTOFF
 api "$user_tok" GET "$nova/servers/$id" "" "$NOVA_MV" >/dev/null
