@@ -47,9 +47,11 @@ p_glance=$((9292 + offset))
 p_neutron=$((9696 + offset))
 p_magnum=$((9511 + offset))
 p_mysql=$((13306 + offset))
-p_amqp=$((35672 + offset))
-p_dist=$((35682 + offset))
-p_epmd=$((34369 + offset))
+# Below the ephemeral range (32768-60999): a port in it may be any outgoing connection's own
+# (RabbitMQ failed with dist_port_already_used that way).
+p_amqp=$((25672 + offset))
+p_dist=$((25682 + offset))
+p_epmd=$((24369 + offset))
 for p in $p_keystone $p_nova $p_placement $p_glance $p_neutron $p_magnum $p_mysql $p_amqp $p_dist $p_epmd; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "port $p on 127.0.0.1 is taken (another cloud? use --port-offset)" >&2
