@@ -1,6 +1,7 @@
 # nodehealer — everything a developer or CI runs.
 #
 #   make testbed   build the test bed's control plane, etcd, kwok and helm (only what is missing)
+#   make openstack install the real OpenStack (2025.2) that e2e/openstack/start.sh runs (only what is missing)
 #   make test      lint, then every test: unit, simulator, test bed and operator scenarios
 #   make demo      the whole story on this machine (SCENARIO=... for the other stories)
 #   make generate  regenerate crds/ from the Rust types
@@ -16,12 +17,15 @@ TEST_THREADS ?= 24
 # reserved-host.
 SCENARIO ?= power-cycle
 
-.PHONY: all testbed test unit lint generate demo bench static clean-runs
+.PHONY: all testbed openstack test unit lint generate demo bench static clean-runs
 
 all: test
 
 testbed:
 	@e2e/testbed/build.sh >/dev/null
+
+openstack:
+	@e2e/openstack/build.sh >/dev/null
 
 lint:
 	$(CARGO) fmt --all --check
