@@ -32,6 +32,9 @@ command -v mariadbd >/dev/null && command -v rabbitmq-server >/dev/null \
 
 mkdir -p "$run"
 run=$(cd "$run" && pwd)
+# Every service starts in the run dir: whatever one writes into its working directory (an
+# erl_crash.dump, say) stays there, not in the checkout.
+cd "$run"
 if compgen -G "$run/pids/*.pid" >/dev/null; then
   echo "$run already has a cloud's process records (pids/): stop it first ($here/stop.sh --run-dir $run)" >&2
   exit 1
