@@ -2,7 +2,8 @@
 #
 #   make testbed   build the test bed's control plane, etcd, kwok and helm (only what is missing)
 #   make openstack install the real OpenStack (2025.2) that e2e/openstack/start.sh runs (only what is missing)
-#   make test      lint, then every test: unit, simulator, test bed and operator scenarios
+#   make test      lint, then every test: unit, simulator, test bed, operator scenarios and the
+#                  conformance suite against the simulator and a real OpenStack it starts
 #   make demo      the whole story on this machine (SCENARIO=... for the other stories)
 #   make generate  regenerate crds/ from the Rust types
 #   make lint      rustfmt and clippy, warnings are errors
@@ -16,6 +17,10 @@ TEST_THREADS ?= 24
 # The story `make demo` tells: power-cycle, kubelet-hang, replace, storm, control-plane,
 # reserved-host.
 SCENARIO ?= power-cycle
+# The real OpenStack `make test` starts for the conformance suite (its run folder, and an
+# offset for its ports when another cloud on this machine uses the default ones).
+OPENSTACK_RUN ?= target/openstack-run
+OPENSTACK_PORT_OFFSET ?= 0
 
 .PHONY: all testbed openstack test unit lint generate demo bench static clean-runs
 
@@ -34,10 +39,16 @@ lint:
 unit:
 	$(CARGO) test --workspace --locked --lib --bins
 
-test: testbed lint
+test: testbed openstack lint
 	@rm -rf target/test-timings.txt target/test-timelines
+	@if [ -d $(OPENSTACK_RUN)/pids ]; then e2e/openstack/stop.sh --run-dir $(OPENSTACK_RUN) || true; fi
+	@rm -rf $(OPENSTACK_RUN)
+	@start=$$SECONDS; e2e/openstack/start.sh --run-dir $(OPENSTACK_RUN) --port-offset $(OPENSTACK_PORT_OFFSET) >/dev/null \
+	  && echo "=== the real OpenStack started in $$((SECONDS - start)) s (logs: $(OPENSTACK_RUN)/logs)"
+	NODEHEALER_OPENSTACK=$(CURDIR)/$(OPENSTACK_RUN)/cloud.json \
 	NODEHEALER_TESTBED_BIN=$$(e2e/testbed/build.sh --dir) \
-	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS)
+	  $(CARGO) test --workspace --locked -- --test-threads=$(TEST_THREADS); \
+	  rc=$$?; e2e/openstack/stop.sh --run-dir $(OPENSTACK_RUN) >/dev/null; exit $$rc
 	@for f in target/test-timelines/*.txt; do [ -f "$$f" ] && { echo "=== timeline: $$(basename $$f .txt)"; cat "$$f"; }; done; true
 	@echo "=== timings measured by the tests"; cat target/test-timings.txt 2>/dev/null || true
 
