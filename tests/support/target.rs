@@ -12,13 +12,11 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use openstack_sim::{NewCluster, NewNodeGroup, NewServer, Service, Sim, SimConfig};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
@@ -36,69 +34,7 @@ const SIM_IMAGE: &str = "70a599e0-31e7-49b7-b260-868f441e862b";
 const SIM_REBUILD_IMAGE: &str = "a2459075-d96c-40d5-893e-577ff92e721c";
 const SIM_FLAVOR: &str = "m1.small";
 
-/// The real cloud's `cloud.json`, as `e2e/openstack/start.sh` writes it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct CloudJson {
-    pub auth_url: String,
-    pub region: String,
-    pub domain: String,
-    pub project: NamedId,
-    pub user: RealUser,
-    pub application_credential: AppCred,
-    pub other: OtherIdentity,
-    pub admin: AdminIdentity,
-    pub image: String,
-    pub rebuild_image: String,
-    pub flavor: String,
-    pub computes: Vec<String>,
-    pub endpoints: Endpoints,
-    pub ctl: PathBuf,
-    #[serde(default)]
-    pub run_dir: Option<String>,
-    #[serde(default)]
-    pub logs: Option<String>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct NamedId {
-    pub name: String,
-    pub id: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct RealUser {
-    pub name: String,
-    pub id: String,
-    pub password: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct AppCred {
-    pub id: String,
-    pub secret: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct OtherIdentity {
-    pub project: String,
-    pub project_id: String,
-    pub user: String,
-    pub password: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct AdminIdentity {
-    pub user: String,
-    pub password: String,
-    pub project: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-pub struct Endpoints {
-    pub compute: String,
-    #[serde(rename = "container-infra")]
-    pub container_infra: String,
-}
+pub use nodehealer_testbed::realcloud::CloudJson;
 
 /// Reads the real cloud's description; fails (never skips) when it is not given.
 pub fn real_cloud_json() -> Result<CloudJson> {
