@@ -222,7 +222,8 @@ async fn reconcile(
     pending
 }
 
-/// A server that boots again (start, reboot, rebuild) restarts its kubelet: a hung kubelet
+/// A server that boots again (start, reboot, rebuild) restarts its kubelet once Nova is done
+/// with it (no task left): a hung kubelet
 /// is cured by the reboot, as on a real machine. A hung kernel ignores a soft (ACPI) reboot:
 /// only a hard reboot, a start or a rebuild cures it.
 async fn restart_kubelets(
@@ -233,6 +234,12 @@ async fn restart_kubelets(
 ) -> bool {
     let mut pending = false;
     for server in servers {
+        // A kubelet starts once the guest has booted: while Nova still works on the server
+        // (REBOOT / rebooting, say) the boot is not over, and a node Ready before its
+        // server's reboot ends would be a test bed artefact.
+        if server.task_state.is_some() {
+            continue;
+        }
         let count = (
             server.soft_reboots,
             server.starts + server.hard_reboots + server.rebuilds + server.unshelves,
