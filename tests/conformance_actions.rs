@@ -154,18 +154,22 @@ impl Scenario {
     }
 
     async fn wait_not_ready(&self, node: &str) -> Result<()> {
-        wait_for(Duration::from_secs(60), &format!("{node} not Ready"), || async {
-            Ok(self.ready(node).await?.as_deref() != Some("True"))
-        })
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{node} not Ready"),
+            || async { Ok(self.ready(node).await?.as_deref() != Some("True")) },
+        )
         .await
         .map(drop)
     }
 
     /// The node is Ready again and its server ACTIVE with nothing in progress.
     async fn assert_back(&self, node: &str) -> Result<ServerView> {
-        wait_for(Duration::from_secs(60), &format!("{node} Ready"), || async {
-            Ok(self.ready(node).await?.as_deref() == Some("True"))
-        })
+        wait_for(
+            Duration::from_secs(60),
+            &format!("{node} Ready"),
+            || async { Ok(self.ready(node).await?.as_deref() == Some("True")) },
+        )
         .await?;
         let server = self.server(node).await?.context("the server")?;
         assert_eq!(
@@ -268,7 +272,8 @@ async fn power_cycle(s: &Scenario) -> Result<()> {
     let victim = s.worker(0);
     s.tb.kubelet_hang(&victim).await?;
     s.wait_not_ready(&victim).await?;
-    s.remediate(&victim, json!({"action": "PowerCycle"})).await?;
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
     s.wait_phase(&victim, RemediationPhase::Succeeded).await?;
     s.assert_back(&victim).await?;
     assert_eq!(s.actions(&victim).await?, ["stop", "start"]);
@@ -343,14 +348,19 @@ async fn replace_by_nova_delete(s: &Scenario) -> Result<()> {
 async fn a_shelved_server_is_unshelved(s: &Scenario) -> Result<()> {
     let victim = s.worker(0);
     s.someone_sends(&victim, json!({"shelve": null})).await?;
-    wait_for(Duration::from_secs(90), "the server SHELVED_OFFLOADED", || async {
-        Ok(s.server(&victim)
-            .await?
-            .is_some_and(|v| v.status == "SHELVED_OFFLOADED" && v.task_state.is_none()))
-    })
+    wait_for(
+        Duration::from_secs(90),
+        "the server SHELVED_OFFLOADED",
+        || async {
+            Ok(s.server(&victim)
+                .await?
+                .is_some_and(|v| v.status == "SHELVED_OFFLOADED" && v.task_state.is_none()))
+        },
+    )
     .await?;
     s.wait_not_ready(&victim).await?;
-    s.remediate(&victim, json!({"action": "PowerCycle"})).await?;
+    s.remediate(&victim, json!({"action": "PowerCycle"}))
+        .await?;
     s.wait_phase(&victim, RemediationPhase::Succeeded).await?;
     s.assert_back(&victim).await?;
     assert_eq!(s.actions(&victim).await?, ["shelve", "unshelve"]);

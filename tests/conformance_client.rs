@@ -123,7 +123,12 @@ async fn seen(cloud: &dyn Cloud, id: &str) -> Result<Option<Seen>> {
 }
 
 /// Polls until the server reaches `end` after having left its first state; the sequence.
-async fn sequence(cloud: &dyn Cloud, id: &str, what: &str, end: Option<Seen>) -> Result<Vec<Option<Seen>>> {
+async fn sequence(
+    cloud: &dyn Cloud,
+    id: &str,
+    what: &str,
+    end: Option<Seen>,
+) -> Result<Vec<Option<Seen>>> {
     observe(
         what,
         WAIT,
@@ -142,14 +147,22 @@ fn assert_follows(what: &str, seen: &[Option<Seen>], expected: &[Option<Seen>]) 
     );
 }
 
-async fn wait_server(cloud: &dyn Cloud, id: &str, what: &str, done: impl Fn(&Server) -> bool) -> Result<Server> {
+async fn wait_server(
+    cloud: &dyn Cloud,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Server) -> bool,
+) -> Result<Server> {
     let deadline = Instant::now() + WAIT;
     loop {
         let s = cloud.server(id).await?;
         if let Some(s) = s.as_ref().filter(|s| done(s)) {
             return Ok(s.clone());
         }
-        ensure!(Instant::now() < deadline, "server {id} not {what} within {WAIT:?}: {s:?}");
+        ensure!(
+            Instant::now() < deadline,
+            "server {id} not {what} within {WAIT:?}: {s:?}"
+        );
         tokio::time::sleep(POLL).await;
     }
 }
@@ -160,7 +173,10 @@ async fn password_and_application_credential_auth(t: &Target) -> Result<()> {
     let before = t.token_requests();
     for yaml in [t.password_yaml(), t.app_cred_yaml()] {
         let cloud = client(&yaml);
-        let s = cloud.server(&id).await?.context("the server, seen by the client")?;
+        let s = cloud
+            .server(&id)
+            .await?
+            .context("the server, seen by the client")?;
         assert_eq!(s.name, name);
         assert_eq!(s.image_id.as_deref(), Some(t.image().as_str()));
         assert!(s.is_active(), "{s:?}");
@@ -176,17 +192,45 @@ async fn password_and_application_credential_auth(t: &Target) -> Result<()> {
         .server(&id)
         .await
         .expect_err("a wrong password");
-    assert!(matches!(e, CloudError::Auth { status: Some(401), .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            CloudError::Auth {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.category(), "CloudAuthFailed");
     assert!(!e.retryable());
     assert!(!e.to_string().contains(&wrong), "{e}");
-    assert_eq!(t.token_requests() - before, 3, "the refused token request is not resent");
+    assert_eq!(
+        t.token_requests() - before,
+        3,
+        "the refused token request is not resent"
+    );
 
     // A wrong application credential secret, the same.
     let yaml = t.app_cred_yaml();
-    let broken = yaml.replace("application_credential_secret: \"", "application_credential_secret: \"x");
-    let e = client(&broken).server(&id).await.expect_err("a wrong secret");
-    assert!(matches!(e, CloudError::Auth { status: Some(401), .. }), "{e:?}");
+    let broken = yaml.replace(
+        "application_credential_secret: \"",
+        "application_credential_secret: \"x",
+    );
+    let e = client(&broken)
+        .server(&id)
+        .await
+        .expect_err("a wrong secret");
+    assert!(
+        matches!(
+            e,
+            CloudError::Auth {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     Ok(())
 }
 
@@ -204,16 +248,21 @@ async fn the_catalog_and_interface_select_the_endpoint(t: &Target) -> Result<()>
         let listed = catalog
             .iter()
             .any(|(kind, i, r, _)| kind == "compute" && i == iface && *r == region);
-        let yaml = t
-            .password_yaml()
-            .replace(&format!("region_name: {region}"), &format!("region_name: {region}\n    interface: {iface}"));
+        let yaml = t.password_yaml().replace(
+            &format!("region_name: {region}"),
+            &format!("region_name: {region}\n    interface: {iface}"),
+        );
         let answer = client(&yaml).server(&id).await;
         if listed {
-            assert!(answer.as_ref().is_ok_and(|s| s.is_some()), "{iface}: {answer:?}");
+            assert!(
+                answer.as_ref().is_ok_and(|s| s.is_some()),
+                "{iface}: {answer:?}"
+            );
         } else {
             let e = answer.expect_err("no such endpoint");
             assert!(
-                e.to_string().contains(&format!("no {iface} compute endpoint in region {region}")),
+                e.to_string()
+                    .contains(&format!("no {iface} compute endpoint in region {region}")),
                 "{iface}: {e}"
             );
         }
@@ -221,9 +270,13 @@ async fn the_catalog_and_interface_select_the_endpoint(t: &Target) -> Result<()>
     let elsewhere = t
         .password_yaml()
         .replace(&format!("region_name: {region}"), "region_name: RegionNine");
-    let e = client(&elsewhere).server(&id).await.expect_err("no such region");
+    let e = client(&elsewhere)
+        .server(&id)
+        .await
+        .expect_err("no such region");
     assert!(
-        e.to_string().contains("no public compute endpoint in region RegionNine (it has: "),
+        e.to_string()
+            .contains("no public compute endpoint in region RegionNine (it has: "),
         "{e}"
     );
     assert_eq!(e.category(), "CloudEndpointMissing");
@@ -245,9 +298,19 @@ async fn a_revoked_token_leads_to_one_reauthentication(t: &Target) -> Result<()>
     t.revoke_tokens().await?;
     let missing = Target::unique_name("no-such-cluster");
     let e = cloud.cluster(&missing).await.expect_err("no such cluster");
-    assert!(e.is_not_found(), "a 404 after re-authenticating, not a 401: {e:?}");
-    assert_eq!(t.token_requests() - before, 2, "exactly one re-authentication");
-    assert!(cloud.server(&id).await?.is_some(), "the new token serves Nova");
+    assert!(
+        e.is_not_found(),
+        "a 404 after re-authenticating, not a 401: {e:?}"
+    );
+    assert_eq!(
+        t.token_requests() - before,
+        2,
+        "exactly one re-authentication"
+    );
+    assert!(
+        cloud.server(&id).await?.is_some(),
+        "the new token serves Nova"
+    );
     assert_eq!(t.token_requests() - before, 2);
     Ok(())
 }
@@ -260,7 +323,11 @@ async fn stop_and_start(t: &Target) -> Result<()> {
     assert_follows(
         "os-stop",
         &seen,
-        &[st("ACTIVE", None), st("ACTIVE", Some("powering-off")), st("SHUTOFF", None)],
+        &[
+            st("ACTIVE", None),
+            st("ACTIVE", Some("powering-off")),
+            st("SHUTOFF", None),
+        ],
     );
     let off = cloud.server(&id).await?.context("the server")?;
     assert_eq!(off.vm_state.as_deref(), Some("stopped"));
@@ -269,7 +336,11 @@ async fn stop_and_start(t: &Target) -> Result<()> {
     assert_follows(
         "os-start",
         &seen,
-        &[st("SHUTOFF", None), st("SHUTOFF", Some("powering-on")), st("ACTIVE", None)],
+        &[
+            st("SHUTOFF", None),
+            st("SHUTOFF", Some("powering-on")),
+            st("ACTIVE", None),
+        ],
     );
     Ok(())
 }
@@ -343,10 +414,20 @@ async fn rebuild_of_a_stopped_server_keeps_it_stopped(t: &Target) -> Result<()> 
     wait_server(&cloud, &id, "off", Server::is_off).await?;
     let image = t.rebuild_image();
     cloud.rebuild(&id, &image).await?;
-    let seen = sequence(&cloud, &id, "rebuilt and stopped again", st("SHUTOFF", None)).await?;
+    let seen = sequence(
+        &cloud,
+        &id,
+        "rebuilt and stopped again",
+        st("SHUTOFF", None),
+    )
+    .await?;
     let mut expected = vec![st("SHUTOFF", None)];
     expected.extend(REBUILD_STEPS.iter().map(|(s, task)| st(s, *task)));
-    expected.extend([st("ACTIVE", None), st("ACTIVE", Some("powering-off")), st("SHUTOFF", None)]);
+    expected.extend([
+        st("ACTIVE", None),
+        st("ACTIVE", Some("powering-off")),
+        st("SHUTOFF", None),
+    ]);
     assert_follows("rebuild of a SHUTOFF server", &seen, &expected);
     let s = cloud.server(&id).await?.context("the server")?;
     assert_eq!(s.image_id.as_deref(), Some(image.as_str()));
@@ -377,11 +458,15 @@ async fn shelve_and_unshelve(t: &Target) -> Result<()> {
         ],
     );
     // os-start does not apply to a shelved server.
-    let e = cloud.start(&id).await.expect_err("start of a shelved server");
+    let e = cloud
+        .start(&id)
+        .await
+        .expect_err("start of a shelved server");
     assert!(matches!(e, CloudError::Conflict { .. }), "{e:?}");
     assert!(
-        e.to_string()
-            .contains(&format!("Cannot 'start' instance {id} while it is in vm_state shelved_offloaded")),
+        e.to_string().contains(&format!(
+            "Cannot 'start' instance {id} while it is in vm_state shelved_offloaded"
+        )),
         "{e}"
     );
     cloud.unshelve(&id).await?;
@@ -404,7 +489,11 @@ async fn delete_by_the_compute_host(t: &Target) -> Result<()> {
     let cloud = client(&t.password_yaml());
     cloud.delete(&id).await?;
     let seen = sequence(&cloud, &id, "deleted", None).await?;
-    assert_follows("delete", &seen, &[st("ACTIVE", None), st("ACTIVE", Some("deleting")), None]);
+    assert_follows(
+        "delete",
+        &seen,
+        &[st("ACTIVE", None), st("ACTIVE", Some("deleting")), None],
+    );
     // The host records its event's result just after the instance is gone.
     let deadline = Instant::now() + WAIT;
     loop {
@@ -412,8 +501,15 @@ async fn delete_by_the_compute_host(t: &Target) -> Result<()> {
         if evidence == DeletionEvidence::ComputeTerminated {
             break;
         }
-        assert_eq!(evidence, DeletionEvidence::Terminating, "a compute host's delete");
-        ensure!(Instant::now() < deadline, "the terminate event never finished");
+        assert_eq!(
+            evidence,
+            DeletionEvidence::Terminating,
+            "a compute host's delete"
+        );
+        ensure!(
+            Instant::now() < deadline,
+            "the terminate event never finished"
+        );
         tokio::time::sleep(POLL).await;
     }
     Ok(())
@@ -436,7 +532,10 @@ async fn a_delete_while_the_compute_is_down_is_a_local_delete(t: &Target) -> Res
     let (gone, evidence) = outcome?;
     assert_eq!(gone, None, "a local delete is done when the DELETE returns");
     assert!(
-        matches!(evidence, DeletionEvidence::NoDelete | DeletionEvidence::NotByCompute),
+        matches!(
+            evidence,
+            DeletionEvidence::NoDelete | DeletionEvidence::NotByCompute
+        ),
         "no evidence that the guest stopped: {evidence:?}"
     );
     Ok(())
@@ -445,14 +544,21 @@ async fn a_delete_while_the_compute_is_down_is_a_local_delete(t: &Target) -> Res
 async fn a_wrong_state_is_a_409_worded_as_nova_words_it(t: &Target) -> Result<()> {
     let id = t.create_server(&Target::unique_name("conflict")).await?;
     let cloud = client(&t.password_yaml());
-    let e = cloud.start(&id).await.expect_err("start of an ACTIVE server");
-    let CloudError::Conflict { service, operation, .. } = &e else {
+    let e = cloud
+        .start(&id)
+        .await
+        .expect_err("start of an ACTIVE server");
+    let CloudError::Conflict {
+        service, operation, ..
+    } = &e
+    else {
         panic!("409 expected, got {e:?}");
     };
     assert_eq!((*service, *operation), ("nova", "server_start"));
     assert!(
-        e.to_string()
-            .contains(&format!("Cannot 'start' instance {id} while it is in vm_state active")),
+        e.to_string().contains(&format!(
+            "Cannot 'start' instance {id} while it is in vm_state active"
+        )),
         "{e}"
     );
     // The body, as Nova words it.
@@ -485,7 +591,9 @@ async fn a_wrong_state_is_a_409_worded_as_nova_words_it(t: &Target) -> Result<()
         .await?;
     // The stop may have finished already (the fake driver is quick): then it is vm_state.
     assert_eq!(status, 409, "{body}");
-    let message = body["conflictingRequest"]["message"].as_str().unwrap_or_default();
+    let message = body["conflictingRequest"]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         message == format!("Cannot 'reboot' instance {id} while it is in task_state powering-off")
             || message == format!("Cannot 'reboot' instance {id} while it is in vm_state stopped"),
@@ -501,9 +609,15 @@ async fn another_projects_server_is_a_404(t: &Target) -> Result<()> {
         let cloud = client(&t.password_yaml());
         assert_eq!(cloud.server(&theirs).await?, None);
         assert_eq!(cloud.server_by_name(&name).await?, None);
-        let e = cloud.stop(&theirs).await.expect_err("another project's server");
+        let e = cloud
+            .stop(&theirs)
+            .await
+            .expect_err("another project's server");
         assert!(e.is_not_found(), "{e:?}");
-        assert_eq!(cloud.deletion_evidence(&theirs).await?, DeletionEvidence::UnknownServer);
+        assert_eq!(
+            cloud.deletion_evidence(&theirs).await?,
+            DeletionEvidence::UnknownServer
+        );
         anyhow::Ok(())
     }
     .await;
@@ -519,7 +633,13 @@ async fn instance_actions_with_their_events(t: &Target) -> Result<()> {
     let token = t.token().await?;
     let list_url = format!("{}/servers/{id}/os-instance-actions", t.nova_url());
     let (status, list) = t
-        .rest(&token, reqwest::Method::GET, &list_url, None, "compute 2.51")
+        .rest(
+            &token,
+            reqwest::Method::GET,
+            &list_url,
+            None,
+            "compute 2.51",
+        )
         .await?;
     assert_eq!(status, 200, "{list}");
     let actions: Vec<&str> = list["instanceActions"]
@@ -530,7 +650,10 @@ async fn instance_actions_with_their_events(t: &Target) -> Result<()> {
         .collect();
     assert_eq!(actions, ["stop", "create"], "newest first: {list}");
     let stop = &list["instanceActions"][0];
-    assert!(stop.get("events").is_none(), "the list never has events: {stop}");
+    assert!(
+        stop.get("events").is_none(),
+        "the list never has events: {stop}"
+    );
     let request_id = stop["request_id"].as_str().context("request_id")?;
     let (status, shown) = t
         .rest(
@@ -555,7 +678,10 @@ async fn instance_actions_with_their_events(t: &Target) -> Result<()> {
         .collect();
     assert_eq!(
         events,
-        [("compute_stop_instance".to_string(), Some("Success".to_string()))],
+        [(
+            "compute_stop_instance".to_string(),
+            Some("Success".to_string())
+        )],
         "{shown}"
     );
     // Below 2.51 a project member sees no events.
@@ -609,13 +735,16 @@ async fn magnum_cluster_nodegroups_and_health_status(t: &Target) -> Result<()> {
             &token,
             reqwest::Method::PATCH,
             &url,
-            Some(json!([{"op": "replace", "path": "/health_status_reason", "value": {"api": "ok"}}])),
+            Some(
+                json!([{"op": "replace", "path": "/health_status_reason", "value": {"api": "ok"}}]),
+            ),
             "container-infra 1.9",
         )
         .await?;
     assert_eq!(code, 400, "{body}");
     assert!(
-        body.to_string().contains("Wrong type. Expected '(str, int)', got dict"),
+        body.to_string()
+            .contains("Wrong type. Expected '(str, int)', got dict"),
         "{body}"
     );
     let (status, reason) = health_report(&[], false, jiff::Timestamp::now());
@@ -634,7 +763,8 @@ async fn wait_health(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let c = cloud.cluster(uuid).await?;
-        if c.health_status.as_deref() == Some(status.as_str()) && &c.health_status_reason == reason {
+        if c.health_status.as_deref() == Some(status.as_str()) && &c.health_status_reason == reason
+        {
             return Ok(c);
         }
         ensure!(
@@ -657,7 +787,12 @@ async fn magnum_resize_and_an_update_after_it(t: &Target) -> Result<()> {
     let cloud = client(&t.password_yaml());
     let victim = cluster.workers()[0].clone();
     cloud
-        .resize(&cluster.uuid, "default-worker", 2, std::slice::from_ref(&victim))
+        .resize(
+            &cluster.uuid,
+            "default-worker",
+            2,
+            std::slice::from_ref(&victim),
+        )
         .await?;
     let deadline = Instant::now() + WAIT;
     let settled = loop {
@@ -670,16 +805,26 @@ async fn magnum_resize_and_an_update_after_it(t: &Target) -> Result<()> {
     };
     if t.magnum_has_heat() {
         assert_eq!(settled.status, "UPDATE_COMPLETE", "{settled:?}");
-        assert_eq!(cloud.server(&victim).await?, None, "the removed server is gone");
+        assert_eq!(
+            cloud.server(&victim).await?,
+            None,
+            "the removed server is gone"
+        );
         // As the real conductor leaves it after a failed update.
         t.set_cluster_status(&cluster.uuid, "UPDATE_FAILED").await?;
     } else {
         assert_eq!(settled.status, "UPDATE_FAILED", "{settled:?}");
         assert!(
-            settled.status_reason.as_deref().is_some_and(|r| !r.is_empty()),
+            settled
+                .status_reason
+                .as_deref()
+                .is_some_and(|r| !r.is_empty()),
             "Magnum says why: {settled:?}"
         );
-        assert!(cloud.server(&victim).await?.is_some(), "nothing was removed");
+        assert!(
+            cloud.server(&victim).await?.is_some(),
+            "nothing was removed"
+        );
     }
     let before = cloud.cluster(&cluster.uuid).await?;
     let (status, reason) = health_report(&[("k8s-node-0", "Ready")], false, jiff::Timestamp::now());

@@ -127,7 +127,12 @@ impl Target {
         let app_cred_id = sim.add_application_credential(&user_id, "healer", &app_cred_secret);
         let other_project_id = sim.add_project(SIM_OTHER_PROJECT, "Default");
         let other_password = random_hex();
-        sim.add_user(SIM_OTHER_USER, &other_password, "Default", &other_project_id);
+        sim.add_user(
+            SIM_OTHER_USER,
+            &other_password,
+            "Default",
+            &other_project_id,
+        );
         Target::Sim(SimTarget {
             sim,
             user_id,
@@ -180,10 +185,7 @@ impl Target {
 
     /// A name no other test (nor another run on the same real cloud) uses.
     pub fn unique_name(prefix: &str) -> String {
-        format!(
-            "conf-{prefix}-{}",
-            &random_hex()[..8]
-        )
+        format!("conf-{prefix}-{}", &random_hex()[..8])
     }
 
     /// Keystone's v3 URL as the clients see it (on the real cloud: our counting proxy).
@@ -625,7 +627,12 @@ impl Target {
     /// A Magnum cluster (CREATE_COMPLETE, `auto_healing_enabled=true` on the simulator)
     /// with `masters` control-plane nodes and `workers` workers in nodegroups
     /// `default-master` and `default-worker`.
-    pub async fn magnum_cluster(&self, name: &str, masters: u32, workers: u32) -> Result<MagnumCluster> {
+    pub async fn magnum_cluster(
+        &self,
+        name: &str,
+        masters: u32,
+        workers: u32,
+    ) -> Result<MagnumCluster> {
         match self {
             Target::Sim(t) => {
                 let group = |name: &str, role: &str, count: u32| NewNodeGroup {
@@ -763,7 +770,10 @@ impl Target {
                 .header("Content-Type", "application/json")
                 .body(body.to_string());
         }
-        let resp = req.send().await.with_context(|| format!("{method} {url}"))?;
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         let value = serde_json::from_str(&text).unwrap_or(if text.is_empty() {
@@ -805,7 +815,12 @@ fn password_auth_body(user: &str, password: &str, project: &str) -> Value {
 }
 
 /// A project-scoped token from Keystone at `auth_url` (v3).
-pub async fn password_token(auth_url: &str, user: &str, password: &str, project: &str) -> Result<String> {
+pub async fn password_token(
+    auth_url: &str,
+    user: &str,
+    password: &str,
+    project: &str,
+) -> Result<String> {
     let resp = reqwest::Client::new()
         .post(format!("{auth_url}/auth/tokens"))
         .json(&password_auth_body(user, password, project))

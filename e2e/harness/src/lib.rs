@@ -398,7 +398,11 @@ impl TestBed {
     }
 
     /// Waits until every node of the cluster `spec` describes is Ready; the cluster as made.
-    async fn cluster_ready(&self, spec: ClusterSpec, magnum_id: Option<String>) -> Result<TestCluster> {
+    async fn cluster_ready(
+        &self,
+        spec: ClusterSpec,
+        magnum_id: Option<String>,
+    ) -> Result<TestCluster> {
         let expected = (spec.masters + spec.workers) as usize;
         let client = self.client().await?;
         let nodes: Api<Node> = Api::all(client.clone());

@@ -80,8 +80,8 @@ pub struct Endpoints {
 
 impl CloudJson {
     pub fn read(path: &Path) -> Result<CloudJson> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -209,7 +209,10 @@ impl RealCloud {
             if let Some(b) = &body {
                 req = req.json(b);
             }
-            let resp = req.send().await.with_context(|| format!("{method} {path}"))?;
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("{method} {path}"))?;
             let status = resp.status().as_u16();
             if status == 401 && !fresh {
                 continue;
@@ -233,7 +236,12 @@ impl RealCloud {
             "networks": "none", "metadata": metadata
         }});
         let (status, answer) = self
-            .nova(reqwest::Method::POST, "/servers", Some(body), "compute 2.37")
+            .nova(
+                reqwest::Method::POST,
+                "/servers",
+                Some(body),
+                "compute 2.37",
+            )
             .await?;
         if status != 202 {
             bail!("booting {name}: HTTP {status} {answer}");
@@ -263,7 +271,12 @@ impl RealCloud {
     /// Deletes a server; one already gone is fine.
     pub async fn delete(&self, id: &str) -> Result<()> {
         let (status, answer) = self
-            .nova(reqwest::Method::DELETE, &format!("/servers/{id}"), None, "compute 2.1")
+            .nova(
+                reqwest::Method::DELETE,
+                &format!("/servers/{id}"),
+                None,
+                "compute 2.1",
+            )
             .await?;
         if status != 204 && status != 404 {
             bail!("deleting {id}: HTTP {status} {answer}");
@@ -274,7 +287,12 @@ impl RealCloud {
     /// The server, None on 404.
     pub async fn server(&self, id: &str) -> Result<Option<ServerView>> {
         let (status, answer) = self
-            .nova(reqwest::Method::GET, &format!("/servers/{id}"), None, "compute 2.1")
+            .nova(
+                reqwest::Method::GET,
+                &format!("/servers/{id}"),
+                None,
+                "compute 2.1",
+            )
             .await?;
         match status {
             200 => {
