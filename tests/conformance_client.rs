@@ -489,10 +489,16 @@ async fn delete_by_the_compute_host(t: &Target) -> Result<()> {
     let cloud = client(&t.password_yaml());
     cloud.delete(&id).await?;
     let seen = sequence(&cloud, &id, "deleted", None).await?;
+    // Between the compute host's delete and the row's removal Nova shows DELETED.
     assert_follows(
         "delete",
         &seen,
-        &[st("ACTIVE", None), st("ACTIVE", Some("deleting")), None],
+        &[
+            st("ACTIVE", None),
+            st("ACTIVE", Some("deleting")),
+            st("DELETED", None),
+            None,
+        ],
     );
     // The host records its event's result just after the instance is gone.
     let deadline = Instant::now() + WAIT;

@@ -66,7 +66,8 @@ enum ComputesGuard {
 /// A cloud the same test body runs against.
 pub enum Target {
     Sim(SimTarget),
-    Real(RealTarget),
+    // Boxed: the cloud.json and the proxy make it several times the simulator's size.
+    Real(Box<RealTarget>),
 }
 
 pub struct SimTarget {
@@ -83,7 +84,8 @@ pub struct RealTarget {
     pub cloud: CloudJson,
     http: reqwest::Client,
     proxy: KeystoneProxy,
-    _computes: ComputesGuard,
+    /// Held until [`Target::cleanup`] (the target itself lives to the end of the test binary).
+    computes: Mutex<Option<ComputesGuard>>,
     /// Servers this test booted (true: in the other project), deleted by [`Target::cleanup`].
     created: Mutex<Vec<(bool, String)>>,
 }
@@ -167,16 +169,16 @@ impl Target {
         let proxy = KeystoneProxy::start(&cloud.auth_url)
             .await
             .unwrap_or_else(|e| panic!("starting the Keystone proxy: {e:#}"));
-        Target::Real(RealTarget {
+        Target::Real(Box::new(RealTarget {
             cloud,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
             proxy,
-            _computes: computes,
+            computes: Mutex::new(Some(computes)),
             created: Mutex::new(Vec::new()),
-        })
+        }))
     }
 
     pub fn is_real(&self) -> bool {
@@ -587,7 +589,10 @@ impl Target {
             }
             Target::Real(t) => {
                 assert!(
-                    matches!(t._computes, ComputesGuard::Exclusive(_)),
+                    matches!(
+                        *t.computes.lock().unwrap(),
+                        Some(ComputesGuard::Exclusive(_))
+                    ),
                     "a test that takes a compute down needs Target::real_exclusive"
                 );
                 let admin = Self::admin_token(t).await?;
@@ -710,15 +715,20 @@ impl Target {
             return Ok(());
         };
         let created = std::mem::take(&mut *t.created.lock().unwrap());
+        let mut result = Ok(());
         for (other, id) in created {
             let token = if other {
-                self.other_token().await?
+                self.other_token().await
             } else {
-                self.token().await?
+                self.token().await
             };
-            self.delete_with(&token, &id).await?;
+            if let Err(e) = async { self.delete_with(&token?, &id).await }.await {
+                result = Err(e);
+            }
         }
-        Ok(())
+        // Lets the binary's other real-cloud tests (or the one that needs them all) go on.
+        drop(t.computes.lock().unwrap().take());
+        result
     }
 
     /// Sets the cluster's status as Magnum's conductor would (a resize that failed, say).

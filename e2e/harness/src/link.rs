@@ -126,7 +126,11 @@ pub async fn run_real(
     let mut applied: HashMap<String, bool> = HashMap::new();
     let mut boots: HashMap<String, (u32, u32)> = HashMap::new();
     loop {
-        match cloud.servers().await {
+        let ours = |id: &str| {
+            let reg = registry.lock().expect("registry lock");
+            reg.plain_servers.contains_key(id) && reg.source_of(id) == Source::Real
+        };
+        match cloud.servers(ours).await {
             Ok(servers) => {
                 reconcile(&client, &servers, &registry, &mut applied, Source::Real).await;
                 restart_kubelets(&client, &servers, &registry, &mut boots).await;

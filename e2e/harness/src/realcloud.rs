@@ -304,8 +304,9 @@ impl RealCloud {
         }
     }
 
-    /// Every server of the project, with its boot counts.
-    pub async fn servers(&self) -> Result<Vec<ServerView>> {
+    /// The project's servers that `wanted` picks (by id), with their boot counts (the
+    /// project may hold many others: another test's, another user's).
+    pub async fn servers(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<ServerView>> {
         let (status, answer) = self
             .nova(reqwest::Method::GET, "/servers/detail", None, "compute 2.1")
             .await?;
@@ -314,6 +315,9 @@ impl RealCloud {
         }
         let mut out = Vec::new();
         for s in answer["servers"].as_array().into_iter().flatten() {
+            if !wanted(s["id"].as_str().unwrap_or_default()) {
+                continue;
+            }
             let counts = self.counts(s).await?;
             out.push(view(s, &self.cloud.region, counts));
         }
