@@ -141,6 +141,8 @@ async fn sequence(
 
 /// Asserts that `seen` is an in-order part of `expected`, ending where it ends.
 fn assert_follows(what: &str, seen: &[Option<Seen>], expected: &[Option<Seen>]) {
+    // Printed (libtest shows it for a failure, or with --nocapture): what this cloud did.
+    eprintln!("[sequence] {what}: {seen:?}");
     assert!(
         follows(seen, expected),
         "{what}: observed {seen:?}, which is not an in-order part of Nova's {expected:?}"
@@ -727,12 +729,6 @@ async fn magnum_cluster_nodegroups_and_health_status(t: &Target) -> Result<()> {
         ]
     );
 
-    // The report as magnum-auto-healer writes it: accepted, and stored as a map of strings.
-    let (status, reason) = health_report(&[("k8s-node-0", "Ready")], false, jiff::Timestamp::now());
-    cloud.report_health(&cluster.uuid, status, &reason).await?;
-    let stored = wait_health(&cloud, &cluster.uuid, status, &reason).await?;
-    assert_eq!(stored.health_status_reason["k8s-node-0.Ready"], "error");
-
     // Magnum's JSON patch takes strings and integers only: an object is refused.
     let token = t.token().await?;
     let url = format!("{}/clusters/{}", t.magnum_url(), cluster.uuid);
@@ -749,10 +745,17 @@ async fn magnum_cluster_nodegroups_and_health_status(t: &Target) -> Result<()> {
         .await?;
     assert_eq!(code, 400, "{body}");
     assert!(
-        body.to_string()
-            .contains("Wrong type. Expected '(str, int)', got dict"),
+        body.to_string().contains(
+            "Wrong type. Expected '(<class 'str'>, <class 'int'>)', got '<class 'dict'>'"
+        ),
         "{body}"
     );
+    // The report as magnum-auto-healer writes it: accepted, and stored as a map of strings.
+    let (status, reason) = health_report(&[("k8s-node-0", "Ready")], false, jiff::Timestamp::now());
+    cloud.report_health(&cluster.uuid, status, &reason).await?;
+    let stored = wait_health(&cloud, &cluster.uuid, status, &reason).await?;
+    assert_eq!(stored.health_status_reason["k8s-node-0.Ready"], "error");
+
     let (status, reason) = health_report(&[], false, jiff::Timestamp::now());
     cloud.report_health(&cluster.uuid, status, &reason).await?;
     wait_health(&cloud, &cluster.uuid, HealthStatus::Healthy, &reason).await?;
