@@ -20,7 +20,7 @@ use nodehealer::openstack::{
     Server, health_report,
 };
 use serde_json::json;
-use support::target::{CLOUD, Seen, Target, follows, observe, st};
+use support::target::{CLOUD, Seen, Target, follows, magnum_turn, observe, st};
 
 /// Every wait for a transition ends after this long (the real cloud's take seconds).
 const WAIT: Duration = Duration::from_secs(90);
@@ -291,6 +291,7 @@ async fn the_catalog_and_interface_select_the_endpoint(t: &Target) -> Result<()>
 /// Magnum here: Nova's keystonemiddleware may keep a validated token in its cache for
 /// minutes, so whether Nova refuses a revoked token at once is not Keystone's call.)
 async fn a_revoked_token_leads_to_one_reauthentication(t: &Target) -> Result<()> {
+    let _magnum = magnum_turn(t).await;
     let id = t.create_server(&Target::unique_name("token")).await?;
     let before = t.token_requests();
     let cloud = client(&t.password_yaml());
@@ -707,6 +708,7 @@ async fn instance_actions_with_their_events(t: &Target) -> Result<()> {
 }
 
 async fn magnum_cluster_nodegroups_and_health_status(t: &Target) -> Result<()> {
+    let _magnum = magnum_turn(t).await;
     let name = Target::unique_name("magnum");
     let cluster = t.magnum_cluster(&name, 1, 2).await?;
     let cloud = client(&t.password_yaml());
@@ -791,6 +793,7 @@ async fn wait_health(
 /// fails it (`UPDATE_FAILED`, with its reason); the simulator carries it out. A health report
 /// of an `UPDATE_FAILED` cluster is accepted too, and Magnum's conductor drops it.
 async fn magnum_resize_and_an_update_after_it(t: &Target) -> Result<()> {
+    let _magnum = magnum_turn(t).await;
     let name = Target::unique_name("resize");
     let cluster = t.magnum_cluster(&name, 1, 2).await?;
     let cloud = client(&t.password_yaml());

@@ -58,6 +58,16 @@ fn computes_lock() -> Arc<RwLock<()>> {
     LOCK.get_or_init(|| Arc::new(RwLock::new(()))).clone()
 }
 
+/// One test at a time talks to the real Magnum: its API answers one request after another
+/// (seconds each), and tests side by side made each other's calls time out.
+pub async fn magnum_turn(t: &Target) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    static MAGNUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    match t {
+        Target::Sim(_) => None,
+        Target::Real(_) => Some(MAGNUM.lock().await),
+    }
+}
+
 enum ComputesGuard {
     Shared(OwnedRwLockReadGuard<()>),
     Exclusive(OwnedRwLockWriteGuard<()>),
