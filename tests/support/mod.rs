@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 pub mod chart;
+pub mod target;
 
 /// The label every test's NodeHealthChecks carry, with the test's namespace as the value; the
 /// test's operator only reconciles its own (`--nhc-selector`).

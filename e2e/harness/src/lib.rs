@@ -11,6 +11,7 @@ pub mod link;
 pub mod nodes;
 pub mod objects;
 pub mod procs;
+pub mod realcloud;
 pub mod timeline;
 pub mod workloads;
 
@@ -53,6 +54,9 @@ pub struct TestBed {
     pub os_password: String,
     registry: Arc<Mutex<Registry>>,
     wake_link: Arc<tokio::sync::Notify>,
+    /// The real OpenStack clusters can also be created on ([`TestBed::attach_real_cloud`]).
+    real: OnceLock<realcloud::RealCloud>,
+    wake_real_link: Arc<tokio::sync::Notify>,
     rt: tokio::runtime::Runtime,
     _launcher: Launcher,
 }
@@ -242,6 +246,8 @@ impl TestBed {
             os_password,
             registry,
             wake_link,
+            real: OnceLock::new(),
+            wake_real_link: Arc::new(tokio::sync::Notify::new()),
             rt,
             _launcher: launcher,
         })
@@ -388,7 +394,15 @@ impl TestBed {
             None
         };
         self.wake_link.notify_one();
+        self.cluster_ready(spec, magnum_id).await
+    }
 
+    /// Waits until every node of the cluster `spec` describes is Ready; the cluster as made.
+    async fn cluster_ready(
+        &self,
+        spec: ClusterSpec,
+        magnum_id: Option<String>,
+    ) -> Result<TestCluster> {
         let expected = (spec.masters + spec.workers) as usize;
         let client = self.client().await?;
         let nodes: Api<Node> = Api::all(client.clone());
@@ -424,6 +438,110 @@ impl TestBed {
             servers,
             realistic,
         })
+    }
+
+    /// Lets clusters be created on the real OpenStack `cloud` ([`TestBed::create_real_cluster`]):
+    /// a second link loop polls its Nova. The first call of the binary decides the cloud.
+    pub fn attach_real_cloud(&self, cloud: realcloud::CloudJson) -> Result<&realcloud::RealCloud> {
+        let wanted = cloud.auth_url.clone();
+        let mut failed = None;
+        let real = self.real.get_or_init(|| {
+            let real = realcloud::RealCloud::new(cloud);
+            // The link's apiserver client must live on the test bed's runtime (a client
+            // made on a test's runtime dies with it); made on a thread of its own because
+            // the caller is usually inside a runtime, where blocking on another is refused.
+            let client = std::thread::scope(|s| {
+                s.spawn(|| self.rt.block_on(self.cp.admin_client()))
+                    .join()
+                    .expect("apiserver client thread")
+            });
+            match client {
+                Ok(client) => {
+                    self.rt.spawn(link::run_real(
+                        client,
+                        real.clone(),
+                        self.registry.clone(),
+                        self.wake_real_link.clone(),
+                    ));
+                }
+                Err(e) => failed = Some(e),
+            }
+            real
+        });
+        if let Some(e) = failed {
+            return Err(e.context("the real cloud's link has no apiserver client"));
+        }
+        if real.cloud.auth_url != wanted {
+            bail!(
+                "the test bed is attached to the real cloud at {}, not {wanted}",
+                real.cloud.auth_url
+            );
+        }
+        Ok(real)
+    }
+
+    /// The attached real cloud.
+    pub fn real_cloud(&self) -> Result<&realcloud::RealCloud> {
+        self.real
+            .get()
+            .context("no real cloud attached (TestBed::attach_real_cloud)")
+    }
+
+    /// [`TestBed::create_cluster`] on the attached real cloud: plain Nova servers booted
+    /// through its API (Magnum there has no Heat to create clusters), whose kubelets follow
+    /// the real servers' state.
+    pub async fn create_real_cluster(&self, spec: ClusterSpec) -> Result<TestCluster> {
+        if spec.magnum || spec.volume_backed || spec.region.is_some() {
+            bail!("a real-cloud cluster is plain, image-backed Nova servers in its one region");
+        }
+        let real = self.real_cloud()?;
+        let blueprint = NodeBlueprint {
+            cluster: spec.name.clone(),
+            region: real.cloud.region.clone(),
+            provider_id_region: spec.provider_id_region.clone(),
+            nodegroup_roles: BTreeMap::new(),
+            extra_labels: [("worker".to_string(), spec.worker_labels.clone())].into(),
+        };
+        {
+            let mut reg = self.registry.lock().expect("registry lock");
+            reg.clusters.insert(spec.name.clone(), blueprint);
+            reg.real_clusters.insert(spec.name.clone());
+        }
+        for (role, count, marker) in [
+            ("master", spec.masters, "master"),
+            ("worker", spec.workers, "node"),
+        ] {
+            for i in 0..count {
+                let metadata = [("role".to_string(), role.to_string())].into();
+                let id = real
+                    .boot(&format!("{}-{marker}-{i}", spec.name), &metadata)
+                    .await?;
+                self.registry
+                    .lock()
+                    .expect("registry lock")
+                    .plain_servers
+                    .insert(id, spec.name.clone());
+            }
+        }
+        self.wake_real_link.notify_one();
+        self.cluster_ready(spec, None).await
+    }
+
+    /// Deletes the servers of a cluster made on the real cloud (a test's clean-up).
+    pub async fn delete_real_cluster(&self, cluster: &TestCluster) -> Result<()> {
+        let real = self.real_cloud()?;
+        let ids: Vec<String> = {
+            let reg = self.registry.lock().expect("registry lock");
+            reg.plain_servers
+                .iter()
+                .filter(|(_, c)| **c == cluster.name)
+                .map(|(id, _)| id.clone())
+                .collect()
+        };
+        for id in ids {
+            real.delete(&id).await?;
+        }
+        Ok(())
     }
 
     /// The server behind a node, from its providerID.

@@ -8,7 +8,7 @@
 //! The link also plays the CSI external attacher: VolumeAttachments of the test bed's CSI
 //! driver are marked attached.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +40,19 @@ pub struct Registry {
     pub magnum_ids: HashMap<String, String>,
     /// Server id → node name, for every node the link registered.
     pub nodes: BTreeMap<String, String>,
+    /// Clusters whose servers are on the real cloud (plain Nova servers), not the simulator.
+    pub real_clusters: HashSet<String>,
     next_ip: u32,
+}
+
+/// Where a cluster's servers are: each source has a link loop of its own, which looks after
+/// the nodes of its servers only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The in-process simulator (its changes are pushed: `Sim::watch_servers`).
+    Sim,
+    /// A real OpenStack (its Nova's server list is polled).
+    Real,
 }
 
 impl Registry {
@@ -49,6 +61,15 @@ impl Registry {
         self.next_ip += 1;
         let n = self.next_ip;
         format!("127.10.{}.{}", n / 250, n % 250 + 1)
+    }
+
+    /// The source of a registered server: the real cloud for the plain servers of a cluster
+    /// created there, the simulator for every other.
+    pub fn source_of(&self, server_id: &str) -> Source {
+        match self.plain_servers.get(server_id) {
+            Some(cluster) if self.real_clusters.contains(cluster) => Source::Real,
+            _ => Source::Sim,
+        }
     }
 
     fn cluster_of(&self, server: &ServerView) -> Option<String> {
@@ -73,7 +94,7 @@ pub async fn run(
     let mut boots: HashMap<String, (u32, u32)> = HashMap::new();
     loop {
         let servers = rx.borrow_and_update().clone();
-        let mut pending = reconcile(&client, &servers, &registry, &mut applied).await;
+        let mut pending = reconcile(&client, &servers, &registry, &mut applied, Source::Sim).await;
         pending |= restart_kubelets(&client, &servers, &registry, &mut boots).await;
         // Wake on a server change, on a newly registered cluster, or (when something failed,
         // the apiserver being busy, say) soon anyway to retry.
@@ -90,12 +111,47 @@ pub async fn run(
     }
 }
 
-/// Brings nodes in line with servers; returns true when something is left to retry.
+/// How often the real cloud's server list is read: a few times a second, so a power change
+/// reaches the kubelet about as fast as on the simulator without loading Nova.
+pub const REAL_POLL: Duration = Duration::from_millis(300);
+
+/// [`run`] for a real OpenStack: its Nova's server list, polled every [`REAL_POLL`], feeds
+/// the same reconcile. A failed read changes nothing (it would look like every server gone).
+pub async fn run_real(
+    client: kube::Client,
+    cloud: crate::realcloud::RealCloud,
+    registry: Arc<Mutex<Registry>>,
+    wake: Arc<Notify>,
+) {
+    let mut applied: HashMap<String, bool> = HashMap::new();
+    let mut boots: HashMap<String, (u32, u32)> = HashMap::new();
+    loop {
+        let ours = |id: &str| {
+            let reg = registry.lock().expect("registry lock");
+            reg.plain_servers.contains_key(id) && reg.source_of(id) == Source::Real
+        };
+        match cloud.servers(ours).await {
+            Ok(servers) => {
+                reconcile(&client, &servers, &registry, &mut applied, Source::Real).await;
+                restart_kubelets(&client, &servers, &registry, &mut boots).await;
+            }
+            Err(e) => tracing::warn!("reading the real cloud's servers: {e:#}"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(REAL_POLL) => {}
+        }
+    }
+}
+
+/// Brings nodes in line with the servers of `source`; returns true when something is left
+/// to retry.
 async fn reconcile(
     client: &kube::Client,
     servers: &[ServerView],
     registry: &Arc<Mutex<Registry>>,
     applied: &mut HashMap<String, bool>,
+    source: Source,
 ) -> bool {
     let mut pending = false;
     for server in servers {
@@ -148,6 +204,7 @@ async fn reconcile(
         let reg = registry.lock().expect("registry lock");
         reg.nodes
             .iter()
+            .filter(|(id, _)| reg.source_of(id) == source)
             .filter(|(id, _)| !servers.iter().any(|s| &s.id == *id))
             .map(|(id, node)| (id.clone(), node.clone()))
             .collect()
@@ -169,7 +226,8 @@ async fn reconcile(
     pending
 }
 
-/// A server that boots again (start, reboot, rebuild) restarts its kubelet: a hung kubelet
+/// A server that boots again (start, reboot, rebuild) restarts its kubelet once Nova is done
+/// with it (no task left): a hung kubelet
 /// is cured by the reboot, as on a real machine. A hung kernel ignores a soft (ACPI) reboot:
 /// only a hard reboot, a start or a rebuild cures it.
 async fn restart_kubelets(
@@ -180,6 +238,12 @@ async fn restart_kubelets(
 ) -> bool {
     let mut pending = false;
     for server in servers {
+        // A kubelet starts once the guest has booted: while Nova still works on the server
+        // (REBOOT / rebooting, say) the boot is not over, and a node Ready before its
+        // server's reboot ends would be a test bed artefact.
+        if server.task_state.is_some() {
+            continue;
+        }
         let count = (
             server.soft_reboots,
             server.starts + server.hard_reboots + server.rebuilds + server.unshelves,
