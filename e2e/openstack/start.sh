@@ -480,7 +480,7 @@ for host in compute-1 compute-2 compute-3; do
 done
 
 join magnum-db-manage
-launch magnum-api "$venv/bin/magnum-api" "${mconf[@]}"
+gunicorn magnum-api "$p_magnum" magnum.wsgi.api:application NODEHEALER_MAGNUM_CONFIG="$etc/magnum/magnum.conf"
 launch magnum-conductor "$venv/bin/magnum-conductor" "${mconf[@]}"
 
 wait_for glance 60 http_up "http://127.0.0.1:$p_glance/"

@@ -256,8 +256,10 @@ pub(crate) enum VmState {
     Building,
     Stopped,
     Error,
-    /// Shelved and offloaded: the guest is off and has left its hypervisor (Nova's default
-    /// `shelved_offload_time = 0` offloads at once, so the sim has no plain `shelved`).
+    /// Shelved, its image uploaded, still on its hypervisor: only while Nova offloads it
+    /// (`shelving_offloading`; Nova's default `shelved_offload_time = 0` offloads at once).
+    Shelved,
+    /// Shelved and offloaded: the guest is off and has left its hypervisor.
     ShelvedOffloaded,
     /// The compute host destroyed the guest and is cleaning up (networks, volumes): Nova shows
     /// it DELETED for a few seconds before its record goes (404).
@@ -271,6 +273,7 @@ impl VmState {
             VmState::Building => "building",
             VmState::Stopped => "stopped",
             VmState::Error => "error",
+            VmState::Shelved => "shelved",
             VmState::ShelvedOffloaded => "shelved_offloaded",
             VmState::Deleted => "deleted",
         }
@@ -292,6 +295,7 @@ pub(crate) fn nova_status(vm: VmState, task: Option<&str>) -> &'static str {
         (VmState::Active, _) => "ACTIVE",
         (VmState::Stopped, _) => "SHUTOFF",
         (VmState::Error, _) => "ERROR",
+        (VmState::Shelved, _) => "SHELVED",
         (VmState::ShelvedOffloaded, _) => "SHELVED_OFFLOADED",
         (VmState::Deleted, _) => "DELETED",
     }
@@ -326,6 +330,7 @@ pub(crate) enum Step {
     /// then powers it off again (`_do_rebuild_instance` "bringing vm to original state").
     RebuiltPowerOff,
     /// The guest is powered off and its image uploaded; the server leaves its host.
+    ShelveUploading,
     ShelveUploaded,
     ShelveOffloaded,
     UnshelveSpawning,
@@ -1165,7 +1170,7 @@ impl State {
                 s.check("shelve", &[Active, Stopped], &[None])?;
                 s.record(actor, "shelve", "compute_shelve_instance");
                 s.task_state = Some("shelving");
-                s.schedule(now + half, Step::ShelveUploaded);
+                s.schedule(now + half / 2, Step::ShelveUploading);
             }
             ServerAction::Unshelve => {
                 s.check("unshelve", &[ShelvedOffloaded], &[None])?;
@@ -1639,7 +1644,14 @@ impl State {
                     s.next_event("compute_stop_instance");
                     s.schedule(now + delay, Step::Stopped);
                 }
+                // As seen on Nova 32.x: ACTIVE / shelving → ACTIVE / shelving_image_uploading →
+                // SHELVED / shelving_offloading (powered off) → SHELVED_OFFLOADED.
+                Step::ShelveUploading => {
+                    s.task_state = Some("shelving_image_uploading");
+                    s.schedule(now + delay / 4, Step::ShelveUploaded);
+                }
                 Step::ShelveUploaded => {
+                    s.vm_state = VmState::Shelved;
                     s.power_state = SHUTDOWN;
                     s.task_state = Some("shelving_offloading");
                     s.schedule(now + (delay - delay / 2), Step::ShelveOffloaded);
