@@ -180,8 +180,9 @@ async fn a_wrong_password_fails_the_remediation_at_its_step_deadline_with_the_re
 }
 
 /// A wrong password is fixed in the Secret while the remediation waits: the change is noticed
-/// at once (the Secret is watched), not when the step's timeout runs out, and the remediation
-/// goes on and succeeds.
+/// promptly (a blocked cause is looked at again every 15 s; the chart may only `get` Secrets,
+/// so they are not watched), not when the step's timeout runs out, and the remediation goes on
+/// and succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_secret_is_noticed_promptly_and_the_remediation_goes_on() -> Result<()> {
     let tb = support::testbed().await?;
