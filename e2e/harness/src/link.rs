@@ -94,8 +94,11 @@ pub async fn run(
     let mut boots: HashMap<String, (u32, u32)> = HashMap::new();
     loop {
         let servers = rx.borrow_and_update().clone();
-        let mut pending = reconcile(&client, &servers, &registry, &mut applied, Source::Sim).await;
-        pending |= restart_kubelets(&client, &servers, &registry, &mut boots).await;
+        // The kubelet restarts before kwok manages the node again: kwok v0.8.0 plays a node's
+        // stages when it starts managing it and does not reliably play them again when a hang
+        // label goes a moment later, so the other order can leave a rebooted node NotReady.
+        let mut pending = restart_kubelets(&client, &servers, &registry, &mut boots).await;
+        pending |= reconcile(&client, &servers, &registry, &mut applied, Source::Sim).await;
         // Wake on a server change, on a newly registered cluster, or (when something failed,
         // the apiserver being busy, say) soon anyway to retry.
         let retry = if pending {
@@ -132,8 +135,9 @@ pub async fn run_real(
         };
         match cloud.servers(ours).await {
             Ok(servers) => {
-                reconcile(&client, &servers, &registry, &mut applied, Source::Real).await;
+                // As in `run`: the kubelet restarts before kwok manages the node again.
                 restart_kubelets(&client, &servers, &registry, &mut boots).await;
+                reconcile(&client, &servers, &registry, &mut applied, Source::Real).await;
             }
             Err(e) => tracing::warn!("reading the real cloud's servers: {e:#}"),
         }
