@@ -281,14 +281,16 @@ impl Round<'_> {
                 continue;
             }
             let described = format!("RemediationTemplate {}/{}", t.namespace, t.name);
+            // A template that cannot be used is a probe of its own, with the reason.
+            let missing = |why: String| CloudProbe {
+                target: described.clone(),
+                access: Err(Failure::new(
+                    Reason::TemplateMissing,
+                    format!("{described} {why}"),
+                )),
+            };
             if self.scope.namespace.is_some_and(|ns| ns != t.namespace) {
-                probes.push(CloudProbe {
-                    target: described.clone(),
-                    access: Err(Failure::new(
-                        Reason::TemplateMissing,
-                        format!("{described} is outside the namespace checked"),
-                    )),
-                });
+                probes.push(missing("is outside the namespace checked".into()));
                 continue;
             }
             let templates: Api<RemediationTemplate> =
@@ -296,23 +298,11 @@ impl Round<'_> {
             let spec = match templates.get_opt(&t.name).await {
                 Ok(Some(template)) => template.spec.template.spec.openstack,
                 Ok(None) => {
-                    probes.push(CloudProbe {
-                        target: described.clone(),
-                        access: Err(Failure::new(
-                            Reason::TemplateMissing,
-                            format!("{described} not found"),
-                        )),
-                    });
+                    probes.push(missing("not found".into()));
                     continue;
                 }
                 Err(e) => {
-                    probes.push(CloudProbe {
-                        target: described.clone(),
-                        access: Err(Failure::new(
-                            Reason::TemplateMissing,
-                            format!("{described} cannot be read: {e}"),
-                        )),
-                    });
+                    probes.push(missing(format!("cannot be read: {e}")));
                     continue;
                 }
             };
